@@ -1,0 +1,8 @@
+//! Runtime-agnostic async building blocks.
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
