@@ -6,3 +6,5 @@
     rust_2018_idioms,
     unreachable_pub
 )]
+
+pub mod jsonl;

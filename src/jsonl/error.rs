@@ -1,0 +1,156 @@
+//! The one error type of the crate's file work.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// An error from reading, resuming or writing a JSONL file.
+///
+/// It carries what went wrong ([`ErrorKind`]), and where: the file and, when the error is about
+/// one line of it, that line's number (counted from 1).
+///
+/// # Examples
+///
+/// ```
+/// use abstractions::jsonl::{Error, ErrorKind};
+///
+/// let error = Error::from(std::io::Error::other("disk full"));
+/// assert!(matches!(error.kind(), ErrorKind::Io));
+/// assert_eq!(error.line(), None);
+/// ```
+pub struct Error {
+    kind: ErrorKind,
+    path: Option<PathBuf>,
+    line: Option<u64>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// What went wrong, in an [`Error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An I/O error; [`Error::source`](std::error::Error::source) holds it.
+    Io,
+    /// A line is not valid JSON (or not of the expected shape); `column` counts from 1.
+    Json {
+        /// The column (in bytes, from 1) where the parser stopped.
+        column: usize,
+    },
+    /// A row could not be serialized as JSON.
+    Serialize,
+    /// Another writer, in this process or another, holds the file.
+    Locked,
+}
+
+impl Error {
+    /// An error of this kind, with no location yet.
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Error {
+            kind,
+            path: None,
+            line: None,
+            source: None,
+        }
+    }
+
+    /// Sets the file the error is about.
+    pub(crate) fn with_path(mut self, path: &Path) -> Self {
+        self.path = Some(path.to_owned());
+        self
+    }
+
+    /// Sets the line (from 1) the error is about.
+    pub(crate) fn with_line(mut self, line: u64) -> Self {
+        self.line = Some(line);
+        self
+    }
+
+    /// Sets the underlying error.
+    pub(crate) fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The file the error is about, if known.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The line (counted from 1) the error is about, if it is about one line.
+    pub fn line(&self) -> Option<u64> {
+        self.line
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("line", &self.line)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(path) = &self.path {
+            write!(f, "{}", path.display())?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+                if let ErrorKind::Json { column } = self.kind {
+                    write!(f, ":{column}")?;
+                }
+            }
+            f.write_str(": ")?;
+        } else if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        match &self.kind {
+            ErrorKind::Io => f.write_str("i/o error"),
+            ErrorKind::Json { .. } => f.write_str("invalid json"),
+            ErrorKind::Serialize => f.write_str("row cannot be serialized as json"),
+            ErrorKind::Locked => f.write_str("file is locked by another writer"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(error: io::Error) -> Self {
+        Error::new(ErrorKind::Io).with_source(error)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(error: Error) -> Self {
+        let kind = match error.kind {
+            ErrorKind::Io => match error.source.as_deref() {
+                Some(source) => match source.downcast_ref::<io::Error>() {
+                    Some(io) => io.kind(),
+                    None => io::ErrorKind::Other,
+                },
+                None => io::ErrorKind::Other,
+            },
+            ErrorKind::Locked => io::ErrorKind::WouldBlock,
+            _ => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, error)
+    }
+}
