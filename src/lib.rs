@@ -7,4 +7,7 @@
     unreachable_pub
 )]
 
+mod bounded;
 pub mod jsonl;
+
+pub use bounded::{BoundedStreamExt, BoundedUnordered, LimitHandle, run_bounded};

@@ -1,0 +1,661 @@
+//! Bounded concurrency over a lazily pulled source of futures.
+//!
+//! # How it works
+//!
+//! The adapter owns one *slot* per unit of concurrency. A slot is a pinned box that holds at
+//! most one future and is reused for every future that runs in it (`Pin::set`), and a waker
+//! made once for that slot. Waking a slot's waker sets the slot's bit in a two-level atomic
+//! bitmap (a summary word over 64 words of 64 bits, per group of 4,096 slots), and wakes the
+//! consumer only when the group goes from nothing ready to something ready. The adapter takes
+//! ready slots a word at a time, so a wake-up costs O(1) and no scan over in-flight futures.
+//! Outputs finished but not yet handed to the consumer wait in a queue that counts against the
+//! limit. Everything here is safe code.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::stream::{FusedStream, Stream};
+use futures::task::AtomicWaker;
+use pin_project_lite::pin_project;
+
+/// How many polls (of the source or of futures) one call of `poll_next` may make before it
+/// yields to its executor. The same figure as tokio's cooperative budget.
+const BUDGET: usize = 128;
+
+/// Slots per group: one summary bit per word, 64 words of 64 bits.
+const GROUP_SLOTS: usize = 64 * 64;
+
+/// Runs the futures of `tasks` with at most `limit` of them in flight, yielding their outputs
+/// as they finish.
+///
+/// This is the Python library's `run_bounded`. The source is pulled lazily: the next future is
+/// taken from `tasks` only when a slot is free, so `tasks` may be a huge file read line by line
+/// or an endless generator, and memory depends on `limit`, not on the source. Outputs come out
+/// in completion order, not in source order. Any iterator of futures becomes a source with
+/// [`futures::stream::iter`].
+///
+/// A future is *in flight* from the moment it is pulled from the source until its output is
+/// returned to the consumer; an output that is finished but not yet returned still counts.
+/// When a future finishes, its slot is refilled (the next future pulled and polled once)
+/// before its output is returned, so the adapter keeps `limit` futures working while the
+/// consumer handles an output. The stream ends when the source is exhausted and nothing is in
+/// flight. The source is dropped as soon as it is exhausted.
+///
+/// The limit can be changed while the stream runs, through [`BoundedUnordered::handle`].
+///
+/// # Progress happens only while the stream is polled
+///
+/// Like every combinator of `futures`, the adapter runs its futures inside `poll_next`: they
+/// make progress only while the stream is polled. A consumer that awaits something slow
+/// between two items stalls every future in flight. Keep the loop body quick, or hand the slow
+/// part to a task of your runtime (for example through a channel), or make it part of the
+/// futures themselves:
+///
+/// ```
+/// use abstractions::run_bounded;
+/// use futures::stream::{self, StreamExt};
+///
+/// # futures::executor::block_on(async {
+/// // Slow: every future in flight waits while `save` runs.
+/// //     while let Some(row) = results.next().await { save(row).await; }
+/// // Better: make saving part of each task, and keep the loop quick.
+/// async fn fetch(id: u32) -> u32 { id * 2 }
+/// async fn save(value: u32) -> u32 { value }
+/// let tasks = stream::iter(0..100).map(|id| async move { save(fetch(id).await).await });
+/// let saved: Vec<u32> = run_bounded(tasks, 8).collect().await;
+/// assert_eq!(saved.len(), 100);
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// Panics if `limit` is 0. A panic inside a future propagates out of `poll_next` to the
+/// consumer, as in `futures::StreamExt::buffer_unordered`.
+///
+/// # Examples
+///
+/// ```
+/// use abstractions::run_bounded;
+/// use futures::stream::{self, StreamExt};
+///
+/// # futures::executor::block_on(async {
+/// let tasks = stream::iter(1..=10).map(|n| async move { n * n });
+/// let mut squares: Vec<u64> = run_bounded(tasks, 3).collect().await;
+/// squares.sort();
+/// assert_eq!(squares, [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]);
+/// # });
+/// ```
+#[track_caller]
+pub fn run_bounded<S>(tasks: S, limit: usize) -> BoundedUnordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    BoundedUnordered::new(tasks, limit)
+}
+
+/// An extension trait that adds [`run_bounded`](BoundedStreamExt::run_bounded) to every
+/// stream of futures.
+///
+/// Named so that it never clashes with `futures::StreamExt`.
+pub trait BoundedStreamExt: Stream {
+    /// Runs the futures of this stream with at most `limit` in flight, yielding their outputs
+    /// as they finish. See the free function [`run_bounded`] for the full story.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `limit` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::BoundedStreamExt;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let total: u32 = stream::iter(1..=4)
+    ///     .map(|n| async move { n * 10 })
+    ///     .run_bounded(2)
+    ///     .fold(0, |sum, n| async move { sum + n })
+    ///     .await;
+    /// assert_eq!(total, 100);
+    /// # });
+    /// ```
+    #[track_caller]
+    fn run_bounded(self, limit: usize) -> BoundedUnordered<Self>
+    where
+        Self: Sized,
+        Self::Item: Future,
+    {
+        BoundedUnordered::new(self, limit)
+    }
+}
+
+impl<S: Stream + ?Sized> BoundedStreamExt for S {}
+
+/// What the adapter shares with slot wakers and [`LimitHandle`]s.
+struct Shared {
+    /// The consumer's waker.
+    waker: AtomicWaker,
+    limit: AtomicUsize,
+    /// Published by the adapter at the end of every `poll_next`.
+    in_flight: AtomicUsize,
+}
+
+/// The ready bits of up to [`GROUP_SLOTS`] slots.
+struct Group {
+    shared: Arc<Shared>,
+    /// Bit `w` set: `words[w]` may be non-zero.
+    summary: AtomicU64,
+    words: [AtomicU64; 64],
+}
+
+impl Group {
+    fn new(shared: Arc<Shared>) -> Self {
+        Group {
+            shared,
+            summary: AtomicU64::new(0),
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Marks slot `bit` of this group ready; wakes the consumer if the group had none ready.
+    fn mark(&self, bit: usize) {
+        let word = bit / 64;
+        if self.words[word].fetch_or(1 << (bit % 64), Ordering::AcqRel) == 0
+            && self.summary.fetch_or(1 << word, Ordering::AcqRel) == 0
+        {
+            self.shared.waker.wake();
+        }
+    }
+}
+
+/// The waker of one slot, made once when the slot is made.
+struct SlotWaker {
+    group: Arc<Group>,
+    bit: usize,
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.group.mark(self.bit);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.group.mark(self.bit);
+    }
+}
+
+/// One unit of concurrency: a reusable pinned box for a future, and its waker.
+struct Slot<F> {
+    future: Pin<Box<Option<F>>>,
+    waker: Waker,
+}
+
+/// The futures in flight: the slots that run them and the outputs not yet returned.
+struct Slots<F: Future> {
+    slots: Vec<Slot<F>>,
+    /// Indices of empty slots.
+    free: Vec<usize>,
+    groups: Vec<Arc<Group>>,
+    /// Finished outputs not yet returned, in completion order; they count as in flight.
+    ready: VecDeque<F::Output>,
+    /// Futures in slots.
+    running: usize,
+    shared: Arc<Shared>,
+}
+
+impl<F: Future> Slots<F> {
+    fn new(limit: NonZeroUsize) -> Self {
+        Slots {
+            slots: Vec::new(),
+            free: Vec::new(),
+            groups: Vec::new(),
+            ready: VecDeque::new(),
+            running: 0,
+            shared: Arc::new(Shared {
+                waker: AtomicWaker::new(),
+                limit: AtomicUsize::new(limit.get()),
+                in_flight: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.running + self.ready.len()
+    }
+
+    /// Puts `future` in a free slot (made if there is none) and polls it once.
+    fn start(&mut self, future: F) {
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => self.new_slot(),
+        };
+        self.slots[index].future.set(Some(future));
+        self.running += 1;
+        self.poll(index);
+    }
+
+    /// Makes slot number `slots.len()`, with its group if it is the first of one.
+    fn new_slot(&mut self) -> usize {
+        let index = self.slots.len();
+        if index / GROUP_SLOTS == self.groups.len() {
+            let group = Group::new(Arc::clone(&self.shared));
+            self.groups.push(Arc::new(group));
+        }
+        let waker = Waker::from(Arc::new(SlotWaker {
+            group: Arc::clone(&self.groups[index / GROUP_SLOTS]),
+            bit: index % GROUP_SLOTS,
+        }));
+        self.slots.push(Slot {
+            future: Box::pin(None),
+            waker,
+        });
+        index
+    }
+
+    /// Polls the future in slot `index`, if any (a late wake-up can find the slot empty). A
+    /// finished future leaves its output in `ready` and its slot free. A future that panics is
+    /// dropped and its slot freed before the panic goes on to the consumer, so the stream stays
+    /// usable without it, as `futures::stream::FuturesUnordered` does.
+    fn poll(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        let Some(future) = slot.future.as_mut().as_pin_mut() else {
+            return;
+        };
+        let mut cx = Context::from_waker(&slot.waker);
+        let poll = match panic::catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                self.finish(index);
+                panic::resume_unwind(payload);
+            }
+        };
+        if let Poll::Ready(output) = poll {
+            self.finish(index);
+            self.ready.push_back(output);
+        }
+    }
+
+    fn finish(&mut self, index: usize) {
+        self.slots[index].future.set(None);
+        self.running -= 1;
+        self.free.push(index);
+    }
+
+    /// Polls the futures whose slots were woken until no slot is marked or `budget` polls
+    /// were made. Marks left over are put back.
+    fn poll_woken(&mut self, budget: &mut usize) {
+        for g in 0..self.groups.len() {
+            if *budget == 0 {
+                return;
+            }
+            let group = Arc::clone(&self.groups[g]);
+            let mut summary = group.summary.swap(0, Ordering::AcqRel);
+            while summary != 0 && *budget > 0 {
+                let w = summary.trailing_zeros() as usize;
+                summary &= summary - 1;
+                let mut bits = group.words[w].swap(0, Ordering::AcqRel);
+                while bits != 0 {
+                    if *budget == 0 {
+                        // Out of budget: give the rest back to the bitmap.
+                        group.words[w].fetch_or(bits, Ordering::AcqRel);
+                        summary |= 1 << w;
+                        break;
+                    }
+                    let b = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    *budget -= 1;
+                    self.poll(g * GROUP_SLOTS + w * 64 + b);
+                }
+            }
+            if summary != 0 {
+                group.summary.fetch_or(summary, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Stream for the [`run_bounded`] function and the
+    /// [`BoundedStreamExt::run_bounded`] method.
+    #[must_use = "streams do nothing unless polled"]
+    pub struct BoundedUnordered<S>
+    where
+        S: Stream,
+        S::Item: Future,
+    {
+        // `None` once exhausted: the source is dropped as soon as it ends.
+        #[pin]
+        source: Option<S>,
+        slots: Slots<S::Item>,
+        // `Ready(None)` was returned.
+        terminated: bool,
+    }
+}
+
+impl<S> BoundedUnordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    #[track_caller]
+    fn new(source: S, limit: usize) -> Self {
+        BoundedUnordered {
+            source: Some(source),
+            slots: Slots::new(checked_limit(limit)),
+            terminated: false,
+        }
+    }
+
+    /// A handle that reads and changes the limit of this stream while it runs.
+    ///
+    /// The handle is cheap to clone and may be held by the futures themselves: a request that
+    /// is told to slow down (HTTP 429) can lower the limit, and a later success raise it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::run_bounded;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stream = run_bounded(stream::iter(0..10).map(|n| async move { n }), 4);
+    /// let handle = stream.handle();
+    /// handle.set_limit(2);
+    /// assert_eq!(stream.limit(), 2);
+    /// assert_eq!(stream.collect::<Vec<_>>().await.len(), 10);
+    /// # });
+    /// ```
+    pub fn handle(&self) -> LimitHandle {
+        LimitHandle {
+            shared: Arc::clone(&self.slots.shared),
+        }
+    }
+
+    /// The current limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::run_bounded;
+    /// use futures::stream;
+    ///
+    /// let stream = run_bounded(stream::iter([async { 1 }]), 16);
+    /// assert_eq!(stream.limit(), 16);
+    /// ```
+    pub fn limit(&self) -> usize {
+        self.slots.shared.limit.load(Ordering::Relaxed)
+    }
+
+    /// How many futures are in flight: pulled from the source, and whose output has not been
+    /// returned yet. At every return of `poll_next`, this is at most the limit (unless the
+    /// limit was lowered, while the futures above it finish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::run_bounded;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let mut stream = run_bounded(stream::iter(0..10).map(|n| async move { n }), 4);
+    /// assert_eq!(stream.in_flight(), 0);
+    /// stream.next().await;
+    /// assert_eq!(stream.in_flight(), 4);
+    /// # });
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        self.slots.in_flight()
+    }
+}
+
+#[track_caller]
+fn checked_limit(limit: usize) -> NonZeroUsize {
+    match NonZeroUsize::new(limit) {
+        Some(limit) => limit,
+        None => panic!("`limit` must be greater than 0"),
+    }
+}
+
+/// Pulls futures from `source` into free slots, polling each once, while fewer than the limit
+/// are in flight (not counting the `leaving` outputs about to be returned) and budget remains.
+/// Drops the source when it ends.
+fn fill<S>(
+    mut source: Pin<&mut Option<S>>,
+    slots: &mut Slots<S::Item>,
+    cx: &mut Context<'_>,
+    budget: &mut usize,
+    leaving: usize,
+) where
+    S: Stream,
+    S::Item: Future,
+{
+    let limit = slots.shared.limit.load(Ordering::Relaxed);
+    while slots.in_flight() - leaving < limit && *budget > 0 {
+        let Some(stream) = source.as_mut().as_pin_mut() else {
+            return;
+        };
+        *budget -= 1;
+        match stream.poll_next(cx) {
+            Poll::Ready(Some(future)) => {
+                *budget = budget.saturating_sub(1);
+                slots.start(future);
+            }
+            Poll::Ready(None) => {
+                source.set(None);
+                return;
+            }
+            Poll::Pending => return,
+        }
+    }
+}
+
+impl<S> Stream for BoundedUnordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    type Item = <S::Item as Future>::Output;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        let slots = this.slots;
+        let mut budget = BUDGET;
+        let poll = loop {
+            if !slots.ready.is_empty() {
+                // Refill the slot this output frees before handing it out, even when the
+                // budget is spent (one pull and one poll). The output leaves the queue only
+                // afterwards, so a panic while refilling does not lose it.
+                let mut refill = budget.max(2);
+                fill(this.source.as_mut(), slots, cx, &mut refill, 1);
+                break Poll::Ready(slots.ready.pop_front());
+            }
+            if budget == 0 {
+                // Spent: let other tasks run, and come back.
+                cx.waker().wake_by_ref();
+                break Poll::Pending;
+            }
+            if *this.terminated {
+                break Poll::Ready(None);
+            }
+            // Register before looking at the bitmap, so that no wake-up falls in between.
+            slots.shared.waker.register(cx.waker());
+            slots.poll_woken(&mut budget);
+            fill(this.source.as_mut(), slots, cx, &mut budget, 0);
+            if !slots.ready.is_empty() || budget == 0 {
+                continue;
+            }
+            if this.source.is_none() && slots.running == 0 {
+                *this.terminated = true;
+                break Poll::Ready(None);
+            }
+            break Poll::Pending;
+        };
+        slots
+            .shared
+            .in_flight
+            .store(slots.in_flight(), Ordering::Relaxed);
+        poll
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let in_flight = self.in_flight();
+        match &self.source {
+            None => (in_flight, Some(in_flight)),
+            Some(source) => {
+                let (lower, upper) = source.size_hint();
+                (
+                    lower.saturating_add(in_flight),
+                    upper.and_then(|upper| upper.checked_add(in_flight)),
+                )
+            }
+        }
+    }
+}
+
+impl<S> FusedStream for BoundedUnordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    fn is_terminated(&self) -> bool {
+        self.terminated
+    }
+}
+
+impl<S> fmt::Debug for BoundedUnordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedUnordered")
+            .field("limit", &self.limit())
+            .field("in_flight", &self.in_flight())
+            .field("source_exhausted", &self.source.is_none())
+            .field("terminated", &self.terminated)
+            .finish()
+    }
+}
+
+/// A cloneable handle to the limit of a [`BoundedUnordered`] stream.
+///
+/// Made by [`BoundedUnordered::handle`]. It may outlive the stream; changes then have no
+/// effect.
+///
+/// # Examples
+///
+/// A task that is told to slow down lowers the limit for the tasks after it. The tasks reach
+/// the handle through a cell that is filled once the stream exists (the source is pulled only
+/// when the stream is polled):
+///
+/// ```
+/// use abstractions::{run_bounded, LimitHandle};
+/// use futures::stream::{self, StreamExt};
+/// use std::sync::{Arc, OnceLock};
+///
+/// # futures::executor::block_on(async {
+/// let cell: Arc<OnceLock<LimitHandle>> = Arc::default();
+/// let tasks = stream::iter(0..20).map({
+///     let cell = Arc::clone(&cell);
+///     move |n| {
+///         let handle = cell.get().expect("set before the first poll").clone();
+///         async move {
+///             if n == 3 {
+///                 handle.set_limit(1); // HTTP 429: one request at a time from now on
+///             }
+///             n
+///         }
+///     }
+/// });
+/// let stream = run_bounded(tasks, 8);
+/// cell.set(stream.handle()).unwrap();
+/// assert_eq!(stream.count().await, 20);
+/// assert_eq!(cell.get().unwrap().limit(), 1);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct LimitHandle {
+    shared: Arc<Shared>,
+}
+
+impl LimitHandle {
+    /// The current limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::run_bounded;
+    /// use futures::stream;
+    ///
+    /// let stream = run_bounded(stream::iter([async { 1 }]), 5);
+    /// assert_eq!(stream.handle().limit(), 5);
+    /// ```
+    pub fn limit(&self) -> usize {
+        self.shared.limit.load(Ordering::Relaxed)
+    }
+
+    /// Changes the limit.
+    ///
+    /// Lowering it lets the futures in flight finish, and pulls nothing new until fewer than
+    /// the new limit are in flight. Raising it, also above the limit the stream was made with,
+    /// pulls more at the stream's next poll (the stream's task is woken for that).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `limit` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::run_bounded;
+    /// use futures::stream;
+    ///
+    /// let stream = run_bounded(stream::iter([async { 1 }]), 5);
+    /// stream.handle().set_limit(50);
+    /// assert_eq!(stream.limit(), 50);
+    /// ```
+    #[track_caller]
+    pub fn set_limit(&self, limit: usize) {
+        let limit = checked_limit(limit).get();
+        if self.shared.limit.swap(limit, Ordering::Relaxed) < limit {
+            self.shared.waker.wake();
+        }
+    }
+
+    /// How many futures were in flight at the stream's last return from `poll_next`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::run_bounded;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let mut stream = run_bounded(stream::iter(0..10).map(|n| async move { n }), 3);
+    /// let handle = stream.handle();
+    /// stream.next().await;
+    /// assert_eq!(handle.in_flight(), 3);
+    /// # });
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for LimitHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimitHandle")
+            .field("limit", &self.limit())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
