@@ -7,4 +7,7 @@
     unreachable_pub
 )]
 
+mod batches;
 pub mod jsonl;
+
+pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
