@@ -63,13 +63,13 @@ fn model_with_lens(lens: &[usize], batch_size: usize) -> Vec<Result<Vec<Item>, B
     out
 }
 
-/// An item of [`Epochs`]: the epoch it came from (from 0) and its index in that epoch.
+/// An item of [`Source`]: the epoch it came from (from 0) and its index in that epoch.
 type Item = (usize, usize);
 
 /// A source whose `n`th epoch (from 0) has `lens[n]` items; it counts the epochs started and
 /// the items pulled, and holds an `Rc` so tests can see when it is dropped.
 #[derive(Clone)]
-struct Epochs {
+struct Source {
     lens: Rc<Vec<usize>>,
     started: Rc<Cell<usize>>,
     pulled: Rc<Cell<usize>>,
@@ -77,9 +77,9 @@ struct Epochs {
     exact_hint: bool,
 }
 
-impl Epochs {
+impl Source {
     fn new(lens: &[usize], exact_hint: bool) -> Self {
-        Epochs {
+        Source {
             lens: Rc::new(lens.to_vec()),
             started: Rc::new(Cell::new(0)),
             pulled: Rc::new(Cell::new(0)),
@@ -88,14 +88,14 @@ impl Epochs {
     }
 }
 
-impl IntoIterator for Epochs {
+impl IntoIterator for Source {
     type Item = Item;
-    type IntoIter = EpochIter;
+    type IntoIter = SourceEpoch;
 
-    fn into_iter(self) -> EpochIter {
+    fn into_iter(self) -> SourceEpoch {
         let epoch = self.started.get();
         self.started.set(epoch + 1);
-        EpochIter {
+        SourceEpoch {
             epoch,
             next: 0,
             len: self.lens[epoch],
@@ -105,8 +105,8 @@ impl IntoIterator for Epochs {
     }
 }
 
-/// One epoch of [`Epochs`].
-struct EpochIter {
+/// One epoch of [`Source`].
+struct SourceEpoch {
     epoch: usize,
     next: usize,
     len: usize,
@@ -114,7 +114,7 @@ struct EpochIter {
     exact_hint: bool,
 }
 
-impl Iterator for EpochIter {
+impl Iterator for SourceEpoch {
     type Item = Item;
 
     fn next(&mut self) -> Option<Item> {
@@ -201,7 +201,7 @@ fn epochs_of_any_lengths_match_the_model() {
         for batch_size in 1..=5 {
             for exact_hint in [true, false] {
                 let context = format!("lens {lens:?}, batch_size {batch_size}");
-                let source = Epochs::new(&lens, exact_hint);
+                let source = Source::new(&lens, exact_hint);
                 let mut iter = batches(source.clone(), batch_size, lens.len());
                 let mut got = Vec::new();
                 let mut hints = vec![iter.size_hint()];
@@ -238,7 +238,7 @@ fn epochs_of_any_lengths_match_the_model() {
 
 #[test]
 fn a_shorter_epoch_yields_one_error_then_ends() {
-    let source = Epochs::new(&[5, 3], true);
+    let source = Source::new(&[5, 3], true);
     let mut iter = batches(source, 3, 2);
     assert_eq!(iter.next(), Some(Ok(vec![(0, 0), (0, 1), (0, 2)])));
     assert_eq!(iter.next(), Some(Ok(vec![(0, 3), (0, 4), (1, 0)])));
@@ -265,7 +265,7 @@ fn a_shorter_epoch_yields_one_error_then_ends() {
 #[test]
 fn a_longer_epoch_is_caught_at_its_first_extra_item() {
     // The second epoch has one item more than the first.
-    let source = Epochs::new(&[3, 4], true);
+    let source = Source::new(&[3, 4], true);
     let pulled = source.pulled.clone();
     let mut iter = batches(source, 2, 2);
     assert_eq!(iter.next(), Some(Ok(vec![(0, 0), (0, 1)])));
@@ -291,7 +291,7 @@ fn a_longer_epoch_is_caught_at_its_first_extra_item() {
 #[test]
 fn a_longer_epoch_that_never_ends_is_not_read_to_its_end() {
     // The third epoch is endless: the error must come at its fourth item.
-    let source = Epochs::new(&[3, 3, usize::MAX], false);
+    let source = Source::new(&[3, 3, usize::MAX], false);
     let pulled = source.pulled.clone();
     let got: Vec<_> = batches(source, 4, 3).collect();
     assert_eq!(
@@ -315,7 +315,7 @@ fn an_empty_source_yields_nothing_and_is_not_iterated_again() {
     // Even with more epochs than could ever be iterated.
     assert_eq!(batches(0..0, 1, usize::MAX).count(), 0);
 
-    let source = Epochs::new(&[0, 2], true);
+    let source = Source::new(&[0, 2], true);
     let started = source.started.clone();
     let mut iter = batches(source, 1, 2);
     assert_eq!(iter.next(), None);
@@ -391,7 +391,7 @@ fn size_hint_holds_and_is_exact_in_the_last_epoch() {
 fn size_hint_counts_an_error_the_epoch_hint_makes_certain() {
     // The second epoch promises 2 items where the first had 4: once they are in, only the
     // error is left.
-    let mut iter = batches(Epochs::new(&[4, 2], true), 2, 2);
+    let mut iter = batches(Source::new(&[4, 2], true), 2, 2);
     assert_eq!(iter.next(), Some(Ok(vec![(0, 0), (0, 1)])));
     assert_eq!(iter.next(), Some(Ok(vec![(0, 2), (0, 3)])));
     assert_eq!(iter.next(), Some(Ok(vec![(1, 0), (1, 1)])));
@@ -404,12 +404,36 @@ fn size_hint_counts_an_error_the_epoch_hint_makes_certain() {
 }
 
 #[test]
-fn a_huge_batch_size_does_not_allocate_it() {
+fn a_huge_batch_size_is_not_allocated_up_front() {
+    // The batch is sized by what the source promises, not by `batch_size`.
     let got: Vec<_> = batches(0..3, usize::MAX, 2).collect();
     assert_eq!(got, [Ok(vec![0, 1, 2, 0, 1, 2])]);
-    // An endless source with a huge batch size: reserving fails quietly.
-    let iter = batches(std::iter::repeat(7_u64), usize::MAX, 1);
-    assert_eq!(iter.size_hint().1, None);
+    assert!(got[0].as_ref().unwrap().capacity() < 100);
+
+    // A source that claims to be endless: reserving `batch_size` fails, quietly.
+    struct ClaimsEndless(u64);
+    impl Iterator for ClaimsEndless {
+        type Item = u64;
+        fn next(&mut self) -> Option<u64> {
+            self.0 = self.0.checked_sub(1)?;
+            Some(self.0)
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (usize::MAX, None)
+        }
+    }
+    let got: Vec<_> = batches(Claims, usize::MAX / 2, 1).collect();
+    assert_eq!(got, [Ok(vec![2, 1, 0])]);
+
+    #[derive(Clone)]
+    struct Claims;
+    impl IntoIterator for Claims {
+        type Item = u64;
+        type IntoIter = ClaimsEndless;
+        fn into_iter(self) -> ClaimsEndless {
+            ClaimsEndless(3)
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
