@@ -7,7 +7,9 @@
     unreachable_pub
 )]
 
+mod batches;
 mod bounded;
 pub mod jsonl;
 
+pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
 pub use bounded::{BoundedStreamExt, BoundedUnordered, LimitHandle, run_bounded};
