@@ -51,9 +51,11 @@
 mod batches;
 mod bounded;
 pub mod jsonl;
+mod stop;
 
 pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
 pub use bounded::{BoundedStreamExt, BoundedUnordered, LimitHandle, run_bounded};
+pub use stop::{StopHandle, Stopped};
 
 // The README's examples run as doc tests.
 #[cfg(doctest)]
