@@ -36,6 +36,9 @@ pub enum ErrorKind {
         /// The column (in bytes, from 1) where the parser stopped.
         column: usize,
     },
+    /// A value that should be a key is an array, an object or a number that is not finite; see
+    /// [`Key`](super::Key).
+    InvalidKey,
     /// A row could not be serialized as JSON.
     Serialize,
     /// Another writer, in this process or another, holds the file.
@@ -118,6 +121,9 @@ impl fmt::Display for Error {
         match &self.kind {
             ErrorKind::Io => f.write_str("i/o error"),
             ErrorKind::Json { .. } => f.write_str("invalid json"),
+            ErrorKind::InvalidKey => {
+                f.write_str("a key must be a string, a finite number, a bool or null")
+            }
             ErrorKind::Serialize => f.write_str("row cannot be serialized as json"),
             ErrorKind::Locked => f.write_str("file is locked by another writer"),
         }

@@ -1,5 +1,7 @@
 //! Resumable JSONL files: a reader, a crash-safe writer, and the functions built on them.
 
 mod error;
+mod key;
 
 pub use error::{Error, ErrorKind};
+pub use key::Key;
