@@ -2,6 +2,8 @@
 
 mod error;
 mod key;
+mod reader;
 
 pub use error::{Error, ErrorKind};
 pub use key::Key;
+pub use reader::JsonlReader;
