@@ -36,6 +36,18 @@ pub enum ErrorKind {
         /// The column (in bytes, from 1) where the parser stopped.
         column: usize,
     },
+    /// A line in the middle of a file is not valid JSON, and a valid line follows it.
+    ///
+    /// A torn write (a power loss mid-write) can only damage the end of a file, so this is
+    /// corruption: resuming refuses to go on and leaves the file unchanged. The error's line is
+    /// the first malformed one; `column` counts from 1.
+    Corrupt {
+        /// The column (in bytes, from 1) where the parser stopped in the malformed line.
+        column: usize,
+    },
+    /// A value that should be a key is an array, an object or a number that is not finite; see
+    /// [`Key`](super::Key).
+    InvalidKey,
     /// A row could not be serialized as JSON.
     Serialize,
     /// Another writer, in this process or another, holds the file.
@@ -107,7 +119,7 @@ impl fmt::Display for Error {
             write!(f, "{}", path.display())?;
             if let Some(line) = self.line {
                 write!(f, ":{line}")?;
-                if let ErrorKind::Json { column } = self.kind {
+                if let ErrorKind::Json { column } | ErrorKind::Corrupt { column } = self.kind {
                     write!(f, ":{column}")?;
                 }
             }
@@ -118,6 +130,12 @@ impl fmt::Display for Error {
         match &self.kind {
             ErrorKind::Io => f.write_str("i/o error"),
             ErrorKind::Json { .. } => f.write_str("invalid json"),
+            ErrorKind::Corrupt { .. } => {
+                f.write_str("invalid json followed by valid lines: corrupt, not a torn write")
+            }
+            ErrorKind::InvalidKey => {
+                f.write_str("a key must be a string, a finite number, a bool or null")
+            }
             ErrorKind::Serialize => f.write_str("row cannot be serialized as json"),
             ErrorKind::Locked => f.write_str("file is locked by another writer"),
         }
