@@ -418,7 +418,7 @@ where
 }
 
 #[track_caller]
-fn checked_limit(limit: usize) -> NonZeroUsize {
+pub(crate) fn checked_limit(limit: usize) -> NonZeroUsize {
     match NonZeroUsize::new(limit) {
         Some(limit) => limit,
         None => panic!("`limit` must be greater than 0"),

@@ -50,6 +50,7 @@
 
 mod batches;
 mod bounded;
+mod fault;
 pub mod jsonl;
 mod stop;
 

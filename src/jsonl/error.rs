@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::Key;
+
 /// An error from reading, resuming or writing a JSONL file.
 ///
 /// It carries what went wrong ([`ErrorKind`]), and where: the file and, when the error is about
@@ -52,6 +54,34 @@ pub enum ErrorKind {
     Serialize,
     /// Another writer, in this process or another, holds the file.
     Locked,
+    /// A row is not a JSON object.
+    NotAnObject,
+    /// A row has no key column.
+    MissingKey {
+        /// The name of the key column.
+        column: String,
+    },
+    /// A row's key is not among the keys expected (in a file being resumed), or was not asked
+    /// of the generator (in a generated row).
+    UnexpectedKey {
+        /// The key.
+        key: Key,
+    },
+    /// A row goes past the number of rows its key needs.
+    TooManyRows {
+        /// The key.
+        key: Key,
+        /// The number of rows the key needs in all.
+        count: usize,
+    },
+    /// The same key was given twice among the expected keys.
+    DuplicateKey {
+        /// The key.
+        key: Key,
+    },
+    /// A task making a row failed; [`Error::source`](std::error::Error::source) holds its
+    /// error.
+    Generate,
 }
 
 impl Error {
@@ -138,6 +168,14 @@ impl fmt::Display for Error {
             }
             ErrorKind::Serialize => f.write_str("row cannot be serialized as json"),
             ErrorKind::Locked => f.write_str("file is locked by another writer"),
+            ErrorKind::NotAnObject => f.write_str("row is not a json object"),
+            ErrorKind::MissingKey { column } => write!(f, "row has no key column {column:?}"),
+            ErrorKind::UnexpectedKey { key } => write!(f, "key {key} is not expected"),
+            ErrorKind::TooManyRows { key, count } => {
+                write!(f, "key {key} has more than the {count} rows it needs")
+            }
+            ErrorKind::DuplicateKey { key } => write!(f, "key {key} is expected twice"),
+            ErrorKind::Generate => f.write_str("a task making a row failed"),
         }
     }
 }

@@ -1,11 +1,15 @@
 //! Resumable JSONL files: a reader, a crash-safe writer, and the functions built on them.
 
+mod create;
 mod error;
 mod key;
+mod options;
 mod reader;
 mod writer;
 
+pub use create::{create_or_resume_jsonl_file, run_bounded_create_or_resume_jsonl_file};
 pub use error::{Error, ErrorKind};
 pub use key::Key;
+pub use options::{OnError, Options, Progress, Report};
 pub use reader::JsonlReader;
 pub use writer::{Durability, JsonlWriter};

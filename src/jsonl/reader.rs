@@ -249,13 +249,13 @@ pub(crate) async fn count_lines(path: &Path) -> io::Result<u64> {
 // ---------------------------------------------------------------------------------------------
 
 /// A line that is not valid JSON: where the parser stopped, and why.
-struct Malformed {
+pub(crate) struct Malformed {
     column: usize,
     source: BoxError,
 }
 
 impl Malformed {
-    fn into_error(self, kind: fn(usize) -> ErrorKind) -> Error {
+    pub(crate) fn into_error(self, kind: fn(usize) -> ErrorKind) -> Error {
         Error::new(kind(self.column)).with_source(self.source)
     }
 }
@@ -489,10 +489,6 @@ pub(crate) struct Scan {
 ///
 /// [`ErrorKind::Io`] if the file cannot be opened or read; [`ErrorKind::Corrupt`] as above; and
 /// any error `visit` returns, which stops the scan.
-#[allow(
-    dead_code,
-    reason = "for create_or_resume_jsonl_file, built on the reader"
-)]
 pub(crate) async fn scan_keys<F>(path: &Path, key_column: &str, visit: F) -> Result<Scan, Error>
 where
     F: FnMut(u64, LineKey<'_>) -> Result<(), Error>,
@@ -557,7 +553,10 @@ where
 }
 
 /// Validates one line as JSON and reports what its key column holds.
-fn parse_line_key<'a>(bytes: &'a [u8], key_column: &str) -> Result<LineKey<'a>, Malformed> {
+pub(crate) fn parse_line_key<'a>(
+    bytes: &'a [u8],
+    key_column: &str,
+) -> Result<LineKey<'a>, Malformed> {
     let mut deserializer = serde_json::Deserializer::from_str(line_str(bytes)?);
     let key = RowKey { key_column }
         .deserialize(&mut deserializer)

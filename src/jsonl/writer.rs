@@ -659,6 +659,28 @@ fn sync_parent_dir(path: &Path) -> io::Result<()> {
     }
 }
 
+impl JsonlWriter {
+    /// Feeds `row` as [`Sink::start_send`] does, then hands its serialized bytes (without the
+    /// newline) to `check`; if `check` fails, the row is taken back out and its error
+    /// returned. For the crate's functions, which check the key of each generated row without
+    /// serializing it twice. Call `poll_ready` first, as for `start_send`.
+    pub(crate) fn feed_checked<T: Serialize>(
+        &mut self,
+        row: &T,
+        check: impl FnOnce(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let start = self.pending.len();
+        Pin::new(&mut *self).start_send(row)?;
+        let end = self.pending.len() - 1;
+        if let Err(error) = check(&self.pending[start..end]) {
+            self.pending.truncate(start);
+            self.pending_rows -= 1;
+            return Err(error);
+        }
+        Ok(())
+    }
+}
+
 impl<T: Serialize> Sink<T> for JsonlWriter {
     type Error = Error;
 
