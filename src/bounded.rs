@@ -417,6 +417,18 @@ where
     }
 }
 
+impl<S> BoundedUnordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    /// Takes an output that is finished and waiting, without polling anything. For the
+    /// crate's functions, which save every finished row when they stop on an error.
+    pub(crate) fn take_finished(self: Pin<&mut Self>) -> Option<<S::Item as Future>::Output> {
+        self.project().slots.ready.pop_front()
+    }
+}
+
 #[track_caller]
 pub(crate) fn checked_limit(limit: usize) -> NonZeroUsize {
     match NonZeroUsize::new(limit) {

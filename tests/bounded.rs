@@ -209,7 +209,7 @@ fn every_output_once_and_in_flight_bounded() {
                     }
                 }
             });
-            let tasks = tasks.map(|f| YieldNow::wrap(f));
+            let tasks = tasks.map(YieldNow::wrap);
             let mut stream = run_bounded(tasks, limit);
             let mut seen = vec![false; 1000];
             let mut returned = 0;
@@ -329,8 +329,7 @@ fn panic_location(f: impl FnOnce()) -> String {
     let result = catch_unwind(AssertUnwindSafe(f));
     std::panic::set_hook(previous);
     assert!(result.is_err(), "expected a panic");
-    let location = location.lock().unwrap().clone();
-    location
+    location.lock().unwrap().clone()
 }
 
 #[test]

@@ -309,44 +309,47 @@ impl<'a> Job<'a> {
             saved: 0,
             total,
         };
-        let stopped = options.stop.stopped();
-        let tasks = value_generator(missing).take_until(stopped);
-        let mut outputs = pin!(run_bounded(tasks, limit));
-
-        let outcome = loop {
-            // Save what is fed whenever no further row is ready.
-            let next = match poll_fn(|cx| Poll::Ready(outputs.as_mut().poll_next(cx))).await {
-                Poll::Ready(next) => next,
-                Poll::Pending => {
-                    if let Err(error) = writer.flush().await {
+        let tasks = value_generator(missing).take_until(options.stop.stopped());
+        // In a block, so that the stream, with what is still in flight, is dropped as soon as
+        // the loop ends.
+        let outcome = {
+            let mut outputs = pin!(run_bounded(tasks, limit));
+            loop {
+                // Save what is fed whenever no further row is ready.
+                let next = match poll_fn(|cx| Poll::Ready(outputs.as_mut().poll_next(cx))).await {
+                    Poll::Ready(next) => next,
+                    Poll::Pending => {
+                        if let Err(error) = writer.flush().await {
+                            break Err(error);
+                        }
+                        report_saved(&writer, &mut progress, &mut options);
+                        outputs.next().await
+                    }
+                };
+                let row = match next {
+                    None => break Ok(()),
+                    Some(Ok(row)) => row,
+                    Some(Err(error)) => {
+                        let error = Error::new(ErrorKind::Generate)
+                            .with_path(path)
+                            .with_source(error);
+                        // Rows that finished meanwhile are saved too; nothing more runs.
+                        while let Some(finished) = outputs.as_mut().take_finished() {
+                            let Ok(row) = finished else { continue };
+                            if self.feed(&mut writer, &row).await.is_err() {
+                                break;
+                            }
+                        }
                         break Err(error);
                     }
-                    report_saved(&writer, &mut progress, &mut options);
-                    outputs.next().await
+                };
+                if let Err(error) = self.feed(&mut writer, &row).await {
+                    break Err(error);
                 }
-            };
-            let row = match next {
-                None => break Ok(()),
-                Some(Ok(row)) => row,
-                Some(Err(error)) => {
-                    break Err(Error::new(ErrorKind::Generate)
-                        .with_path(path)
-                        .with_source(error));
-                }
-            };
-            if let Err(error) =
-                poll_fn(|cx| Sink::<&T>::poll_ready(Pin::new(&mut writer), cx)).await
-            {
-                break Err(error);
+                report_saved(&writer, &mut progress, &mut options);
             }
-            let fed = writer.feed_checked(&row, |line| self.take_generated(line));
-            if let Err(error) = fed {
-                break Err(error);
-            }
-            report_saved(&writer, &mut progress, &mut options);
         };
-        // Stop pulling, drop what is in flight, and save every finished row.
-        drop(outputs);
+        // Save every finished row, whether the run ended or failed.
         let closed = poll_fn(|cx| Sink::<()>::poll_close(Pin::new(&mut writer), cx)).await;
         report_saved(&writer, &mut progress, &mut options);
         outcome?;
@@ -355,6 +358,12 @@ impl<'a> Job<'a> {
         report.rows_missing = self.needed.values().map(|&count| count as u64).sum();
         report.stopped = options.stop.is_stopped() && report.rows_missing > 0;
         Ok(report)
+    }
+
+    /// Feeds a generated row to the writer, once checked.
+    async fn feed<T: Serialize>(&mut self, writer: &mut JsonlWriter, row: &T) -> Result<(), Error> {
+        poll_fn(|cx| Sink::<&T>::poll_ready(Pin::new(&mut *writer), cx)).await?;
+        writer.feed_checked(row, |line| self.take_generated(line))
     }
 
     /// Checks a generated row (serialized, without its newline) against what was asked of the
