@@ -1,5 +1,6 @@
 //! `create_or_resume_jsonl_file` and its `run_bounded` form.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
@@ -11,6 +12,7 @@ use futures::sink::Sink;
 use futures::stream::{Stream, StreamExt};
 use serde::Serialize;
 
+use super::key::KeyRef;
 use super::reader::{LineKey, parse_line_key, scan_keys};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
@@ -189,10 +191,46 @@ struct Job<'a> {
     path: &'a Path,
     key_name: &'a str,
     key_count: usize,
-    /// The expected keys, in the order given.
+    needs: Needs,
+}
+
+/// The expected keys, in the order given, and the rows each still needs.
+struct Needs {
     keys: Vec<Key>,
-    /// Rows each key still needs.
-    needed: HashMap<Key, usize>,
+    counts: Vec<usize>,
+    /// Where each key is in `keys`.
+    index: HashMap<Key, usize>,
+    /// Where the key looked up last is: a key's rows tend to be together in a file, so most
+    /// lookups of a scan end here, without hashing.
+    last: usize,
+}
+
+impl Needs {
+    /// The rows `key` still needs, or `None` if it is not expected.
+    fn get_mut(&mut self, key: &KeyRef<'_>) -> Option<&mut usize> {
+        let hit = self.keys.get(self.last).is_some_and(|last| {
+            let last: &KeyRef<'_> = last.borrow();
+            last == key
+        });
+        if !hit {
+            self.last = *self.index.get(key)?;
+        }
+        Some(&mut self.counts[self.last])
+    }
+
+    /// The keys that still need rows, with how many, in the order given.
+    fn missing(&self) -> Vec<(Key, usize)> {
+        self.keys
+            .iter()
+            .zip(&self.counts)
+            .filter(|&(_, &count)| count > 0)
+            .map(|(key, &count)| (key.clone(), count))
+            .collect()
+    }
+
+    fn rows_missing(&self) -> u64 {
+        self.counts.iter().map(|&count| count as u64).sum()
+    }
 }
 
 impl<'a> Job<'a> {
@@ -205,15 +243,21 @@ impl<'a> Job<'a> {
             path,
             key_name,
             key_count,
-            keys: Vec::new(),
-            needed: HashMap::new(),
+            needs: Needs {
+                keys: Vec::new(),
+                counts: Vec::new(),
+                index: HashMap::new(),
+                last: 0,
+            },
         };
+        let needs = &mut job.needs;
         for key in keys {
             let key = key.into();
-            if job.needed.insert(key.clone(), key_count).is_some() {
+            if needs.index.insert(key.clone(), needs.keys.len()).is_some() {
                 return Err(Error::new(ErrorKind::DuplicateKey { key }).with_path(path));
             }
-            job.keys.push(key);
+            needs.keys.push(key);
+            needs.counts.push(key_count);
         }
         Ok(job)
     }
@@ -226,10 +270,10 @@ impl<'a> Job<'a> {
         let path = self.path;
         let key_name = self.key_name;
         let key_count = self.key_count;
-        let needed = &mut self.needed;
+        let needs = &mut self.needs;
         let scan = scan_keys(path, key_name, |line, key| {
             let kind = match key {
-                LineKey::Key(key) => match needed.get_mut(&key) {
+                LineKey::Key(key) => match needs.get_mut(&key) {
                     Some(0) => ErrorKind::TooManyRows {
                         key: key.to_key(),
                         count: key_count,
@@ -295,15 +339,8 @@ impl<'a> Job<'a> {
         let mut writer =
             JsonlWriter::from_locked(file, path.to_owned(), created, options.durability);
 
-        let missing: Vec<(Key, usize)> = self
-            .keys
-            .iter()
-            .filter_map(|key| match self.needed[key] {
-                0 => None,
-                count => Some((key.clone(), count)),
-            })
-            .collect();
-        let total = (self.keys.len() as u64).saturating_mul(self.key_count as u64);
+        let missing = self.needs.missing();
+        let total = (self.needs.keys.len() as u64).saturating_mul(self.key_count as u64);
         let mut progress = Progress {
             resumed: report.rows_resumed,
             saved: 0,
@@ -355,7 +392,7 @@ impl<'a> Job<'a> {
         outcome?;
         closed?;
         report.rows_written = writer.rows_written();
-        report.rows_missing = self.needed.values().map(|&count| count as u64).sum();
+        report.rows_missing = self.needs.rows_missing();
         report.stopped = options.stop.is_stopped() && report.rows_missing > 0;
         Ok(report)
     }
@@ -374,7 +411,7 @@ impl<'a> Job<'a> {
                 let kind = |column| ErrorKind::Json { column };
                 return Err(malformed.into_error(kind).with_path(self.path));
             }
-            Ok(LineKey::Key(key)) => match self.needed.get_mut(&key) {
+            Ok(LineKey::Key(key)) => match self.needs.get_mut(&key) {
                 Some(count) if *count > 0 => {
                     *count -= 1;
                     return Ok(());
