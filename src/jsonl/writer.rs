@@ -611,6 +611,16 @@ impl JsonlWriter {
 fn run_job(mut file: File, buf: Vec<u8>, sync_file: bool, sync_dir: Option<PathBuf>) -> Done {
     let mut written = 0;
     let mut result = Ok(());
+    if crate::fault::is_armed("partial-write") && buf.len() > 1 {
+        // The crash tests' narrow window: the process dies in the middle of a write, leaving
+        // whole rows and then part of one.
+        let mut cut = buf.len() / 2;
+        if buf[cut - 1] == b'\n' {
+            cut -= 1;
+        }
+        let _ = file.write_all(&buf[..cut]);
+        std::process::abort();
+    }
     while written < buf.len() {
         match file.write(&buf[written..]) {
             Ok(0) => {
