@@ -285,6 +285,26 @@ impl Key {
             _ => None,
         }
     }
+
+    /// The number, if the key is an integer that fits an `i64` (`10.0` is the integer 10).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::jsonl::Key;
+    ///
+    /// assert_eq!(Key::from(-7).as_i64(), Some(-7));
+    /// assert_eq!(Key::try_from(10.0)?.as_i64(), Some(10));
+    /// assert_eq!(Key::try_from(0.5)?.as_i64(), None);
+    /// assert_eq!(Key::from("7").as_i64(), None);
+    /// # Ok::<(), abstractions::jsonl::Error>(())
+    /// ```
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.0.0 {
+            Repr::Int(n) => i64::try_from(n).ok(),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Key {
