@@ -344,6 +344,7 @@ impl<'a> Job<'a> {
         let mut progress = Progress {
             resumed: report.rows_resumed,
             saved: 0,
+            failed: 0,
             total,
         };
         let tasks = value_generator(missing).take_until(options.stop.stopped());

@@ -21,6 +21,11 @@ use super::Key;
 /// assert_eq!(error.line(), None);
 /// ```
 pub struct Error {
+    // Boxed, so that a `Result<T, Error>` stays small.
+    inner: Box<Inner>,
+}
+
+struct Inner {
     kind: ErrorKind,
     path: Option<PathBuf>,
     line: Option<u64>,
@@ -82,28 +87,47 @@ pub enum ErrorKind {
     /// A task making a row failed; [`Error::source`](std::error::Error::source) holds its
     /// error.
     Generate,
+    /// A row lacks a column it must have (a column to keep).
+    MissingColumn {
+        /// The name of the column.
+        column: String,
+    },
+    /// A function's output sets the key column to another key.
+    KeyChanged {
+        /// The key of the row.
+        key: Key,
+        /// The key the output holds.
+        found: Key,
+    },
+    /// The source file changed since the output was begun (its length or its hash differ
+    /// from what the first run recorded), or no longer matches the output's rows.
+    SourceChanged,
+    /// The key column or the columns to keep differ from those the output was begun with.
+    ColumnsChanged,
 }
 
 impl Error {
     /// An error of this kind, with no location yet.
     pub(crate) fn new(kind: ErrorKind) -> Self {
         Error {
-            kind,
-            path: None,
-            line: None,
-            source: None,
+            inner: Box::new(Inner {
+                kind,
+                path: None,
+                line: None,
+                source: None,
+            }),
         }
     }
 
     /// Sets the file the error is about.
     pub(crate) fn with_path(mut self, path: &Path) -> Self {
-        self.path = Some(path.to_owned());
+        self.inner.path = Some(path.to_owned());
         self
     }
 
     /// Sets the line (from 1) the error is about.
     pub(crate) fn with_line(mut self, line: u64) -> Self {
-        self.line = Some(line);
+        self.inner.line = Some(line);
         self
     }
 
@@ -112,52 +136,53 @@ impl Error {
         mut self,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        self.source = Some(source.into());
+        self.inner.source = Some(source.into());
         self
     }
 
     /// What went wrong.
     pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+        &self.inner.kind
     }
 
     /// The file the error is about, if known.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.inner.path.as_deref()
     }
 
     /// The line (counted from 1) the error is about, if it is about one line.
     pub fn line(&self) -> Option<u64> {
-        self.line
+        self.inner.line
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("path", &self.path)
-            .field("line", &self.line)
-            .field("source", &self.source)
+            .field("kind", &self.inner.kind)
+            .field("path", &self.inner.path)
+            .field("line", &self.inner.line)
+            .field("source", &self.inner.source)
             .finish()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(path) = &self.path {
+        if let Some(path) = &self.inner.path {
             write!(f, "{}", path.display())?;
-            if let Some(line) = self.line {
+            if let Some(line) = self.inner.line {
                 write!(f, ":{line}")?;
-                if let ErrorKind::Json { column } | ErrorKind::Corrupt { column } = self.kind {
+                if let ErrorKind::Json { column } | ErrorKind::Corrupt { column } = self.inner.kind
+                {
                     write!(f, ":{column}")?;
                 }
             }
             f.write_str(": ")?;
-        } else if let Some(line) = self.line {
+        } else if let Some(line) = self.inner.line {
             write!(f, "line {line}: ")?;
         }
-        match &self.kind {
+        match &self.inner.kind {
             ErrorKind::Io => f.write_str("i/o error"),
             ErrorKind::Json { .. } => f.write_str("invalid json"),
             ErrorKind::Corrupt { .. } => {
@@ -176,13 +201,25 @@ impl fmt::Display for Error {
             }
             ErrorKind::DuplicateKey { key } => write!(f, "key {key} is expected twice"),
             ErrorKind::Generate => f.write_str("a task making a row failed"),
+            ErrorKind::MissingColumn { column } => write!(f, "row has no column {column:?}"),
+            ErrorKind::KeyChanged { key, found } => {
+                write!(f, "the output for key {key} sets the key column to {found}")
+            }
+            ErrorKind::SourceChanged => f.write_str(
+                "the source changed since the output was begun; \
+                 delete the output and its .map-by-key file to start over",
+            ),
+            ErrorKind::ColumnsChanged => f.write_str(
+                "the key column or the columns to keep differ from those the output was begun with",
+            ),
         }
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|source| source as &(dyn std::error::Error + 'static))
     }
@@ -196,8 +233,8 @@ impl From<io::Error> for Error {
 
 impl From<Error> for io::Error {
     fn from(error: Error) -> Self {
-        let kind = match error.kind {
-            ErrorKind::Io => match error.source.as_deref() {
+        let kind = match error.inner.kind {
+            ErrorKind::Io => match error.inner.source.as_deref() {
                 Some(source) => match source.downcast_ref::<io::Error>() {
                     Some(io) => io.kind(),
                     None => io::ErrorKind::Other,

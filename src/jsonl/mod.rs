@@ -3,13 +3,16 @@
 mod create;
 mod error;
 mod key;
+mod map_by_key;
 mod options;
+mod raw;
 mod reader;
 mod writer;
 
 pub use create::{create_or_resume_jsonl_file, run_bounded_create_or_resume_jsonl_file};
 pub use error::{Error, ErrorKind};
 pub use key::Key;
+pub use map_by_key::map_by_key_jsonl_file;
 pub use options::{OnError, Options, Progress, Report};
 pub use reader::JsonlReader;
 pub use writer::{Durability, JsonlWriter};

@@ -28,14 +28,16 @@ pub struct Progress {
     pub resumed: u64,
     /// Rows saved by this run so far.
     pub saved: u64,
+    /// Rows left out because the call that makes them failed (with [`OnError::Report`]).
+    pub failed: u64,
     /// Rows the finished file holds: the number of keys times the rows per key.
     pub total: u64,
 }
 
 impl Progress {
-    /// Rows done, resumed or saved.
+    /// Rows done: resumed, saved or failed.
     pub fn done(&self) -> u64 {
-        self.resumed + self.saved
+        self.resumed + self.saved + self.failed
     }
 }
 
@@ -47,9 +49,11 @@ pub struct Report {
     pub rows_resumed: u64,
     /// Rows this run saved.
     pub rows_written: u64,
-    /// Rows the file still lacks: non-zero if the run was stopped, or if the generator made
-    /// fewer rows than it was asked for.
+    /// Rows the file still lacks: non-zero if the run was stopped, if the generator made
+    /// fewer rows than it was asked for, or if calls failed (with [`OnError::Report`]).
     pub rows_missing: u64,
+    /// Calls of the function made by this run (`map_by_key_jsonl_file`).
+    pub calls: u64,
     /// Bytes of a torn last line (left by a run that was killed mid-write) that were cut off
     /// before resuming; their rows were generated again.
     pub torn_bytes: u64,
@@ -76,12 +80,24 @@ pub struct Report {
 ///     .progress(|p| eprintln!("{}/{}", p.done(), p.total));
 /// # drop(options);
 /// ```
-#[derive(Default)]
 pub struct Options<'a> {
     pub(crate) on_error: OnError,
     pub(crate) progress: Option<Box<dyn FnMut(Progress) + Send + 'a>>,
     pub(crate) stop: StopHandle,
     pub(crate) durability: Durability,
+    pub(crate) window: usize,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            on_error: OnError::default(),
+            progress: None,
+            stop: StopHandle::default(),
+            durability: Durability::default(),
+            window: super::map_by_key::DEFAULT_WINDOW,
+        }
+    }
 }
 
 impl<'a> Options<'a> {
@@ -160,6 +176,22 @@ impl<'a> Options<'a> {
         self
     }
 
+    /// For `map_by_key_jsonl_file`: how many source rows may wait, read but not yet written,
+    /// for a slow key's result (10,000 by default; at least 1). When the window is full,
+    /// reading pauses, and the calls already started go on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::jsonl::Options;
+    /// let options = Options::new().window(100_000);
+    /// # drop(options);
+    /// ```
+    pub fn window(mut self, rows: usize) -> Self {
+        self.window = rows.max(1);
+        self
+    }
+
     pub(crate) fn report_progress(&mut self, progress: Progress) {
         if let Some(callback) = &mut self.progress {
             callback(progress);
@@ -174,6 +206,7 @@ impl fmt::Debug for Options<'_> {
             .field("progress", &self.progress.as_ref().map(|_| ".."))
             .field("stop", &self.stop)
             .field("durability", &self.durability)
+            .field("window", &self.window)
             .finish()
     }
 }

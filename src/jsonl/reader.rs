@@ -262,14 +262,14 @@ impl Malformed {
 
 /// The line as text: JSON is UTF-8, and checking it up front also covers the strings a parser
 /// skips without reading.
-fn line_str(bytes: &[u8]) -> Result<&str, Malformed> {
+pub(crate) fn line_str(bytes: &[u8]) -> Result<&str, Malformed> {
     std::str::from_utf8(bytes).map_err(|error| Malformed {
         column: error.valid_up_to() + 1,
         source: error.into(),
     })
 }
 
-fn malformed_json(error: serde_json::Error) -> Malformed {
+pub(crate) fn malformed_json(error: serde_json::Error) -> Malformed {
     Malformed {
         column: error.column().max(1),
         source: error.into(),

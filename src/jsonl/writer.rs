@@ -689,6 +689,24 @@ impl JsonlWriter {
         }
         Ok(())
     }
+
+    /// Rows fed so far, saved or not.
+    pub(crate) fn rows_fed(&self) -> u64 {
+        let in_flight = match self.state {
+            State::Busy { rows, .. } => rows,
+            _ => 0,
+        };
+        self.rows_written + in_flight + self.pending_rows
+    }
+
+    /// Feeds one row that `write` puts in the buffer as JSON text, without its newline. For
+    /// the crate's functions that render rows from raw pieces. Call `poll_ready` first, as for
+    /// `start_send`.
+    pub(crate) fn feed_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.pending);
+        self.pending.push(b'\n');
+        self.pending_rows += 1;
+    }
 }
 
 impl<T: Serialize> Sink<T> for JsonlWriter {

@@ -1,0 +1,859 @@
+//! `map_by_key_jsonl_file`: one call per distinct key, one output row per source row.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Poll, ready};
+
+use futures::channel::mpsc;
+use futures::future::poll_fn;
+use futures::io::AsyncReadExt;
+use futures::sink::Sink;
+use futures::stream::{FusedStream, Stream, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use std::borrow::Borrow;
+
+use super::key::KeyRef;
+use super::raw::{RowKey, object_entries, parse_source_row, raw_key};
+use super::reader::{LineReader, Malformed, count_lines, line_str, malformed_json, scan_keys};
+use super::writer::{JsonlWriter, OpenMode, open_locked};
+use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
+use crate::{fault, run_bounded};
+
+/// Rows read from the source and not yet written, at most, by default.
+pub(crate) const DEFAULT_WINDOW: usize = 10_000;
+
+/// Applies an async function to one representative row of each key of `src`, and writes a row
+/// for every row of `src` to `dst`: the Python library's `map_by_key_jsonl_file`, made
+/// resumable without waste.
+///
+/// `f` is called once per distinct value of the column `key` (by the crate's key rule, see
+/// [`Key`]), on the first row with that key, deserialized as `In` (a
+/// `serde_json::Map<String, Value>`, or a type of yours). Its output (a `Map`, or a type that
+/// serializes as a JSON object) is reused for every row with the same key. Each output row has,
+/// in this order: the key column, the `keep_columns` in the order given, then `f`'s output
+/// columns in `f`'s order. A column of `f`'s output that has the name of a keep column replaces
+/// that column's value (in its place), as in the Python library; other source columns are
+/// dropped. At most `num_concurrent` calls of `f` run at once.
+///
+/// # Order, memory and resume
+///
+/// Output rows are in source order. The source is read lazily: rows read but not yet written
+/// (waiting for a slow key) are held in a window of at most [`Options::window`] rows (10,000 by
+/// default); when it is full, reading pauses and the calls of `f` already started go on. So
+/// memory grows with the number of distinct keys (their cached results), not with the number of
+/// rows.
+///
+/// Run it again after any interruption (a kill at any instant, a failure of `f`, a dropped
+/// future, a torn last line) and it finishes the job, and with a deterministic `f` the output
+/// is byte for byte the file one uninterrupted run writes. `f` is never called again for a key
+/// whose result was saved: each result is recorded, as `f` returned it, in a side file
+/// `<dst>.map-by-key` (also holding a fingerprint of the source; a changed source is refused
+/// with [`ErrorKind::SourceChanged`]). When rows are missing in the middle of the output
+/// (because `f` failed for their key with [`OnError::Report`]), the run that retries them
+/// writes the whole output anew into `<dst>.rewrite` from the saved results and renames it over
+/// `dst` atomically. An output begun by the Python library resumes too (its results are then
+/// read back from its rows).
+///
+/// # Errors
+///
+/// Bad input is an error naming the file and the line, whatever `on_error` says: a line that is
+/// not JSON ([`ErrorKind::Json`]), a row that is not an object ([`ErrorKind::NotAnObject`]),
+/// a missing key column ([`ErrorKind::MissingKey`]) or keep column
+/// ([`ErrorKind::MissingColumn`]), an array or object key ([`ErrorKind::InvalidKey`]), a row
+/// that does not deserialize as `In`. An output of `f` that is not an object
+/// ([`ErrorKind::NotAnObject`]) or that sets the key column to another key
+/// ([`ErrorKind::KeyChanged`]) is an error too. An error of `f` ([`ErrorKind::Generate`]) stops
+/// the run with [`OnError::Raise`]; with [`OnError::Report`] it is recorded in
+/// [`Report::problems`] and the progress callback, and the key's rows are left out until a
+/// later run retries them. Saved rows always stay. The output's own damage is handled as in
+/// [`create_or_resume_jsonl_file`](super::create_or_resume_jsonl_file): a torn last line is cut,
+/// a malformed line in the middle is [`ErrorKind::Corrupt`], a second writer gets
+/// [`ErrorKind::Locked`].
+///
+/// # Panics
+///
+/// Panics if `num_concurrent` is 0.
+///
+/// # Examples
+///
+/// ```
+/// use abstractions::jsonl::{map_by_key_jsonl_file, Options};
+/// use serde_json::{json, Map, Value};
+///
+/// # let dir = tempfile::tempdir()?;
+/// # let (src, dst) = (dir.path().join("src.jsonl"), dir.path().join("dst.jsonl"));
+/// std::fs::write(
+///     &src,
+///     r#"{ "key": 10, "other": "A", "discarded": "X" }
+/// { "key": 20, "other": "B", "discarded": "Y" }
+/// { "key": 10, "other": "C", "discarded": "Z" }
+/// "#,
+/// )?;
+/// async fn compute(row: Map<String, Value>) -> Result<Value, std::io::Error> {
+///     Ok(json!({ "result": row["key"].as_i64().unwrap() + 1 }))
+/// }
+/// # futures::executor::block_on(async {
+/// let report = map_by_key_jsonl_file(&src, &dst, compute, "key", 1, &["other"], Options::new())
+///     .await?;
+/// assert_eq!(report.calls, 2); // once for 10, once for 20
+/// assert_eq!(
+///     std::fs::read_to_string(&dst)?,
+///     r#"{"key":10,"other":"A","result":11}
+/// {"key":20,"other":"B","result":21}
+/// {"key":10,"other":"C","result":11}
+/// "#
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[track_caller]
+pub fn map_by_key_jsonl_file<'a, F, Fut, In, Out, E>(
+    src: impl AsRef<Path> + 'a,
+    dst: impl AsRef<Path> + 'a,
+    f: F,
+    key: &'a str,
+    num_concurrent: usize,
+    keep_columns: &'a [&'a str],
+    options: Options<'a>,
+) -> impl Future<Output = Result<Report, Error>> + 'a
+where
+    F: FnMut(In) -> Fut + 'a,
+    In: DeserializeOwned + 'a,
+    Fut: Future<Output = Result<Out, E>> + 'a,
+    Out: Serialize + 'a,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'a,
+{
+    let limit = crate::bounded::checked_limit(num_concurrent).get();
+    async move {
+        let columns = Columns::new(key, keep_columns);
+        let paths = Paths::new(src.as_ref(), dst.as_ref());
+        run(paths, columns, f, limit, options).await
+    }
+}
+
+/// The files of a run.
+struct Paths {
+    src: PathBuf,
+    dst: PathBuf,
+    /// The results of `f` and the source's fingerprint.
+    side: PathBuf,
+    /// Where a rewrite goes before it is renamed over `dst`.
+    rewrite: PathBuf,
+}
+
+impl Paths {
+    fn new(src: &Path, dst: &Path) -> Self {
+        let beside = |suffix: &str| {
+            let mut name = dst.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        Paths {
+            src: src.to_owned(),
+            side: beside(".map-by-key"),
+            rewrite: beside(".rewrite"),
+            dst: dst.to_owned(),
+        }
+    }
+}
+
+/// The key column and the columns to keep, with their names as JSON strings.
+struct Columns {
+    key: String,
+    key_json: String,
+    keep: Vec<String>,
+    keep_json: Vec<String>,
+}
+
+impl Columns {
+    fn new(key: &str, keep: &[&str]) -> Self {
+        Columns {
+            key: key.to_owned(),
+            key_json: json_string(key),
+            keep: keep.iter().map(|&name| name.to_owned()).collect(),
+            keep_json: keep.iter().map(|&name| json_string(name)).collect(),
+        }
+    }
+
+    /// Renders an output row: the key, the kept columns (or `f`'s values for them), then the
+    /// rest of `f`'s columns. `kept(i)` is the raw text of kept column `i` in the source row.
+    fn render<'s>(
+        &self,
+        out: &mut Vec<u8>,
+        raw_key: &str,
+        kept: impl Fn(usize) -> &'s str,
+        result: &Rendered,
+    ) {
+        out.push(b'{');
+        out.extend_from_slice(self.key_json.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(raw_key.as_bytes());
+        for (i, name) in self.keep_json.iter().enumerate() {
+            out.push(b',');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            let value = match &result.overrides[i] {
+                Some(value) => value,
+                None => kept(i),
+            };
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.extend_from_slice(result.tail.as_bytes());
+        out.push(b'}');
+    }
+
+    /// Prepares `f`'s output (the JSON text of an object) for rendering the rows of `key`.
+    fn prepare(&self, output: &str, key: &KeyRef<'_>) -> Result<Rendered, ErrorKind> {
+        let Ok(Some(entries)) = object_entries(output) else {
+            return Err(ErrorKind::NotAnObject);
+        };
+        let mut rendered = Rendered {
+            overrides: vec![None; self.keep.len()],
+            tail: String::new(),
+        };
+        for (name, value) in entries {
+            if name == self.key {
+                match raw_key(value.get()) {
+                    Ok(Some(found)) if found == *key => continue,
+                    Ok(Some(found)) => {
+                        return Err(ErrorKind::KeyChanged {
+                            key: key.to_key(),
+                            found: found.to_key(),
+                        });
+                    }
+                    _ => return Err(ErrorKind::InvalidKey),
+                }
+            }
+            match self.keep.iter().position(|keep| *keep == name) {
+                Some(i) => rendered.overrides[i] = Some(value.get().into()),
+                None => push_column(&mut rendered.tail, &name, value.get()),
+            }
+        }
+        Ok(rendered)
+    }
+
+    /// A result read back from an output row that has no saved result (an output begun by the
+    /// Python library): the row's columns but the key and the kept ones.
+    fn read_back(&self, row: &str) -> Result<Rendered, ErrorKind> {
+        let Ok(Some(entries)) = object_entries(row) else {
+            return Err(ErrorKind::NotAnObject);
+        };
+        let mut tail = String::new();
+        for (name, value) in entries {
+            if name != self.key && !self.keep.contains(&name) {
+                push_column(&mut tail, &name, value.get());
+            }
+        }
+        Ok(Rendered {
+            overrides: vec![None; self.keep.len()],
+            tail,
+        })
+    }
+
+    /// Parses a source row: its key (which must be a scalar) and where its kept columns are
+    /// (which must all be there).
+    fn parse<'a>(
+        &self,
+        text: &'a str,
+        kept: &mut Vec<Option<Range<usize>>>,
+    ) -> Result<(KeyRef<'a>, &'a str), Bad> {
+        let row = parse_source_row(text, &self.key, &self.keep, kept)
+            .map_err(|error| Bad::Json(malformed_json(error)))?;
+        let key = match row.key {
+            RowKey::Key(key) => key,
+            RowKey::Missing => {
+                return Err(Bad::Kind(ErrorKind::MissingKey {
+                    column: self.key.clone(),
+                }));
+            }
+            RowKey::NotScalar => return Err(Bad::Kind(ErrorKind::InvalidKey)),
+            RowKey::NotObject => return Err(Bad::Kind(ErrorKind::NotAnObject)),
+        };
+        if let Some(i) = kept.iter().position(Option::is_none) {
+            return Err(Bad::Kind(ErrorKind::MissingColumn {
+                column: self.keep[i].clone(),
+            }));
+        }
+        Ok((key, row.raw_key))
+    }
+}
+
+/// What is wrong with a line: it is not JSON, or not a row of the expected shape.
+enum Bad {
+    Json(Malformed),
+    Kind(ErrorKind),
+}
+
+impl Bad {
+    fn at(self, path: &Path, line: u64) -> Error {
+        let error = match self {
+            Bad::Json(malformed) => malformed.into_error(|column| ErrorKind::Json { column }),
+            Bad::Kind(kind) => Error::new(kind),
+        };
+        error.with_path(path).with_line(line)
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+/// Appends `,"name":value` to `tail`.
+fn push_column(tail: &mut String, name: &str, value: &str) {
+    tail.push(',');
+    tail.push_str(&json_string(name));
+    tail.push(':');
+    tail.push_str(value);
+}
+
+/// `f`'s result for a key, ready to render rows.
+struct Rendered {
+    /// Per kept column, `f`'s value for it, if `f` has that column.
+    overrides: Vec<Option<Box<str>>>,
+    /// `f`'s other columns, each as `,"name":value`.
+    tail: String,
+}
+
+enum State {
+    /// `f` was asked and has not answered.
+    Pending,
+    Done(Rendered),
+    /// `f` failed (with [`OnError::Report`]): the key's rows are left out.
+    Failed,
+}
+
+/// Every key seen, with what `f` made of it.
+#[derive(Default)]
+struct Keys {
+    index: HashMap<Key, usize>,
+    keys: Vec<Key>,
+    states: Vec<State>,
+    /// Per key, how many side-file records must be saved before its rows are written, so that
+    /// a saved row always has its result saved.
+    record: Vec<u64>,
+    /// Per key, the source line of its first row, for errors of `f`.
+    first_line: Vec<u64>,
+    /// The key found last: a key's rows tend to be together, so most lookups end here.
+    last: usize,
+}
+
+impl Keys {
+    fn find(&mut self, key: &KeyRef<'_>) -> Option<usize> {
+        let hit = self.keys.get(self.last).is_some_and(|last| {
+            let last: &KeyRef<'_> = last.borrow();
+            last == key
+        });
+        if !hit {
+            self.last = *self.index.get(key)?;
+        }
+        Some(self.last)
+    }
+
+    fn insert(&mut self, key: Key, state: State, first_line: u64) -> usize {
+        let k = self.keys.len();
+        self.index.insert(key.clone(), k);
+        self.keys.push(key);
+        self.states.push(state);
+        self.record.push(0);
+        self.first_line.push(first_line);
+        self.last = k;
+        k
+    }
+}
+
+/// A source row waiting for its key's result: its raw key and kept values.
+struct Waiting {
+    key: usize,
+    text: String,
+    /// The raw key, then each kept value, as ranges of `text`.
+    parts: Vec<Range<usize>>,
+}
+
+impl Waiting {
+    fn new(key: usize, raw_key: &str, kept: impl Iterator<Item = impl AsRef<str>>) -> Self {
+        let mut text = String::from(raw_key);
+        let mut parts = Vec::with_capacity(4);
+        parts.push(0..raw_key.len());
+        for value in kept {
+            let start = text.len();
+            text.push_str(value.as_ref());
+            parts.push(start..text.len());
+        }
+        Waiting { key, text, parts }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        &self.text[self.parts[i].clone()]
+    }
+}
+
+/// The side file's first line.
+#[derive(Serialize, serde::Deserialize, PartialEq)]
+struct Header {
+    map_by_key: u32,
+    source_bytes: u64,
+    source_hash: String,
+    key: String,
+    keep_columns: Vec<String>,
+}
+
+async fn run<F, Fut, In, Out, E>(
+    paths: Paths,
+    columns: Columns,
+    f: F,
+    limit: usize,
+    mut options: Options<'_>,
+) -> Result<Report, Error>
+where
+    F: FnMut(In) -> Fut,
+    In: DeserializeOwned,
+    Fut: Future<Output = Result<Out, E>>,
+    Out: Serialize,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
+    let total = count_lines(&paths.src).await.map_err(src_error)?;
+    let (source_bytes, source_hash) = fingerprint(&paths.src).await.map_err(src_error)?;
+    let header = Header {
+        map_by_key: 1,
+        source_bytes,
+        source_hash: format!("{source_hash:016x}"),
+        key: columns.key.clone(),
+        keep_columns: columns.keep.clone(),
+    };
+
+    // The output is locked for the whole run; the lock guards the side file and the rewrite.
+    let (dst_file, dst_created) = open_locked(&paths.dst, OpenMode::Append).await?;
+    match async_fs::remove_file(&paths.rewrite).await {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            return Err(Error::from(error).with_path(&paths.rewrite));
+        }
+        _ => {}
+    }
+    let mut keys = Keys::default();
+    let mut side = open_side(
+        &paths.side,
+        &header,
+        &columns,
+        &mut keys,
+        options.durability,
+    )
+    .await?;
+
+    let mut report = Report::default();
+    let open_source = || async {
+        let file = async_fs::File::open(&paths.src).await.map_err(src_error)?;
+        Ok::<_, Error>(LineReader::new(file))
+    };
+    let mut source = open_source().await?;
+    let mut rewrite = false;
+    if !dst_created {
+        let walk = walk_output(&paths, &columns, &mut keys, &mut source).await?;
+        report.torn_bytes = walk.torn_bytes;
+        report.rows_resumed = walk.rows;
+        if walk.hole {
+            // Rows are missing in the middle: write it all anew, from the saved results.
+            rewrite = true;
+            source = open_source().await?;
+        } else if walk.torn_bytes > 0 {
+            fault::point("before-truncate");
+            set_len(&dst_file, &paths.dst, walk.valid_len).await?;
+            fault::point("after-truncate");
+        }
+    }
+    let mut writer = if rewrite {
+        let (file, _) = open_locked(&paths.rewrite, OpenMode::Truncate).await?;
+        JsonlWriter::from_locked(file, paths.rewrite.clone(), true, options.durability)
+    } else {
+        JsonlWriter::from_locked(dst_file, paths.dst.clone(), dst_created, options.durability)
+    };
+    // In a rewrite every row is written again, and counts as saved.
+    let mut progress = Progress {
+        resumed: if rewrite { 0 } else { report.rows_resumed },
+        saved: 0,
+        failed: 0,
+        total,
+    };
+    if progress.resumed > 0 {
+        options.report_progress(progress);
+    }
+
+    let (call_tx, call_rx) = mpsc::unbounded::<(usize, In)>();
+    let mut call_tx = Some(call_tx);
+    let mut f = f;
+    let calls = run_bounded(
+        call_rx.map(move |(key, input)| {
+            let call = f(input);
+            async move { (key, call.await) }
+        }),
+        limit,
+    );
+    let mut calls = Box::pin(calls);
+    let mut window: VecDeque<Waiting> = VecDeque::new();
+    let mut source_done = false;
+    let mut kept: Vec<Option<Range<usize>>> = Vec::new();
+
+    let outcome: Result<(), Error> = poll_fn(|cx| {
+        loop {
+            let mut progressed = false;
+
+            // Results of `f`: saved in the side file, then used for every row of their key.
+            while !calls.is_terminated() {
+                let Poll::Ready(next) = calls.as_mut().poll_next(cx) else {
+                    break;
+                };
+                let Some((k, result)) = next else { break };
+                progressed = true;
+                report.calls += 1;
+                let at = |kind| {
+                    Error::new(kind)
+                        .with_path(&paths.src)
+                        .with_line(keys.first_line[k])
+                };
+                match result {
+                    Ok(output) => {
+                        let output = serde_json::to_string(&output)
+                            .map_err(|error| at(ErrorKind::Serialize).with_source(error))?;
+                        let key = keys.keys[k].borrow();
+                        let rendered = columns.prepare(&output, key).map_err(at)?;
+                        ready!(Sink::<()>::poll_ready(Pin::new(&mut side), cx))?;
+                        side.feed_with(|out| {
+                            out.extend_from_slice(b"{\"key\":");
+                            serde_json::to_writer(&mut *out, &keys.keys[k])
+                                .expect("a key serializes");
+                            out.extend_from_slice(b",\"result\":");
+                            out.extend_from_slice(output.as_bytes());
+                            out.push(b'}');
+                        });
+                        keys.record[k] = side.rows_fed();
+                        keys.states[k] = State::Done(rendered);
+                    }
+                    Err(error) => {
+                        let error = at(ErrorKind::Generate).with_source(error);
+                        match options.on_error {
+                            OnError::Raise => return Poll::Ready(Err(error)),
+                            OnError::Report => {
+                                report.problems.push(error);
+                                keys.states[k] = State::Failed;
+                            }
+                        }
+                    }
+                }
+            }
+
+            // Rows at the head of the window whose result is known, in source order.
+            while let Some(head) = window.front() {
+                match &keys.states[head.key] {
+                    State::Pending => break,
+                    State::Failed => {
+                        progress.failed += 1;
+                        report.rows_missing += 1;
+                        options.report_progress(progress);
+                    }
+                    State::Done(result) => {
+                        if keys.record[head.key] > side.rows_written() {
+                            ready!(Sink::<()>::poll_flush(Pin::new(&mut side), cx))?;
+                        }
+                        ready!(Sink::<()>::poll_ready(Pin::new(&mut writer), cx))?;
+                        writer.feed_with(|out| {
+                            columns.render(out, head.part(0), |i| head.part(i + 1), result)
+                        });
+                    }
+                }
+                window.pop_front();
+                progressed = true;
+            }
+
+            // New rows from the source, while the window has room.
+            while !source_done && window.len() < options.window {
+                if options.stop.is_stopped() {
+                    report.stopped = true;
+                    source_done = true;
+                    call_tx = None;
+                    break;
+                }
+                ready!(Sink::<()>::poll_ready(Pin::new(&mut writer), cx))?;
+                let line = match source.poll_line(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(src_error(error))),
+                    Poll::Ready(Ok(None)) => {
+                        source_done = true;
+                        call_tx = None;
+                        break;
+                    }
+                    Poll::Ready(Ok(Some(line))) => line,
+                };
+                progressed = true;
+                if line.is_blank() {
+                    continue;
+                }
+                let number = line.number;
+                let text = line_str(line.bytes).map_err(|m| Bad::Json(m).at(&paths.src, number))?;
+                let (key, raw_key) = columns
+                    .parse(text, &mut kept)
+                    .map_err(|bad| bad.at(&paths.src, number))?;
+                let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
+                let k = match keys.find(&key) {
+                    Some(k) => k,
+                    None => {
+                        // The first row of a key: it goes to `f`.
+                        let input: In = serde_json::from_str(text).map_err(|error| {
+                            Bad::Json(malformed_json(error)).at(&paths.src, number)
+                        })?;
+                        let k = keys.insert(key.to_key(), State::Pending, number);
+                        if let Some(tx) = &call_tx {
+                            tx.unbounded_send((k, input))
+                                .expect("the calls outlive the loop");
+                        }
+                        k
+                    }
+                };
+                match &keys.states[k] {
+                    // Nothing waits before this row, and its result is saved: write it now.
+                    State::Done(result)
+                        if window.is_empty() && keys.record[k] <= side.rows_written() =>
+                    {
+                        writer.feed_with(|out| columns.render(out, raw_key, kept_text, result));
+                    }
+                    _ => {
+                        let values = (0..kept.len()).map(kept_text);
+                        window.push_back(Waiting::new(k, raw_key, values));
+                    }
+                }
+            }
+
+            report_saved(&writer, &mut progress, &mut options);
+            if source_done && window.is_empty() && calls.is_terminated() {
+                return Poll::Ready(Ok(()));
+            }
+            if !progressed {
+                // Nothing more is ready now: save what was fed, then wait.
+                ready!(Sink::<()>::poll_flush(Pin::new(&mut side), cx))?;
+                ready!(Sink::<()>::poll_flush(Pin::new(&mut writer), cx))?;
+                report_saved(&writer, &mut progress, &mut options);
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
+
+    // Save every finished row and result, whether the run ended or failed.
+    drop(calls);
+    let side_closed = poll_fn(|cx| Sink::<()>::poll_close(Pin::new(&mut side), cx)).await;
+    let closed = poll_fn(|cx| Sink::<()>::poll_close(Pin::new(&mut writer), cx)).await;
+    report_saved(&writer, &mut progress, &mut options);
+    outcome?;
+    side_closed?;
+    closed?;
+    if rewrite {
+        fault::point("before-rename");
+        let (from, to) = (paths.rewrite.clone(), paths.dst.clone());
+        blocking::unblock(move || std::fs::rename(from, to))
+            .await
+            .map_err(|e| Error::from(e).with_path(&paths.dst))?;
+        fault::point("after-rename");
+    }
+    report.rows_written = writer.rows_written();
+    if report.stopped {
+        let done = progress.resumed + report.rows_written + progress.failed;
+        report.rows_missing = total.saturating_sub(done);
+    }
+    Ok(report)
+}
+
+/// Cuts `file` (at `path`) to `len` bytes.
+async fn set_len(file: &std::fs::File, path: &Path, len: u64) -> Result<(), Error> {
+    let file = file
+        .try_clone()
+        .map_err(|e| Error::from(e).with_path(path))?;
+    blocking::unblock(move || file.set_len(len))
+        .await
+        .map_err(|e| Error::from(e).with_path(path))
+}
+
+/// Calls the progress callback once for each row saved since the last call.
+fn report_saved(writer: &JsonlWriter, progress: &mut Progress, options: &mut Options<'_>) {
+    while progress.saved < writer.rows_written() {
+        progress.saved += 1;
+        options.report_progress(*progress);
+    }
+}
+
+/// What the walk over an existing output found.
+struct Walk {
+    /// Rows of the output, each matched to a source row.
+    rows: u64,
+    /// A source row before the output's last row has no output row.
+    hole: bool,
+    valid_len: u64,
+    torn_bytes: u64,
+}
+
+/// Validates the existing output, then walks it beside the source: each output row must be the
+/// output of the next source row with its key. Takes the results of keys that the side file
+/// lacks (an output begun by the Python library) from the rows. Leaves `source` just after the
+/// last source row matched.
+async fn walk_output(
+    paths: &Paths,
+    columns: &Columns,
+    keys: &mut Keys,
+    source: &mut LineReader<async_fs::File>,
+) -> Result<Walk, Error> {
+    let scan = scan_keys(&paths.dst, &columns.key, |_, _| Ok(())).await?;
+    let mut walk = Walk {
+        rows: 0,
+        hole: false,
+        valid_len: scan.valid_len,
+        torn_bytes: scan.torn_bytes,
+    };
+    let dst_error = |error: io::Error| Error::from(error).with_path(&paths.dst);
+    let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
+    let mut output = LineReader::new(async_fs::File::open(&paths.dst).await.map_err(dst_error)?);
+    let mut kept = Vec::new();
+    while let Some(line) = output.next_line().await.map_err(dst_error)? {
+        if line.offset >= scan.valid_len {
+            break;
+        }
+        if line.is_blank() {
+            continue;
+        }
+        let number = line.number;
+        let at = |kind: ErrorKind| Error::new(kind).with_path(&paths.dst).with_line(number);
+        let text = line_str(line.bytes).map_err(|m| Bad::Json(m).at(&paths.dst, number))?;
+        let (key, _) = Columns::new(&columns.key, &[])
+            .parse(text, &mut kept)
+            .map_err(|bad| bad.at(&paths.dst, number))?;
+        // The next source row with this key; the rows passed over have no output (a hole).
+        loop {
+            let Some(src_line) = source.next_line().await.map_err(src_error)? else {
+                return Err(at(ErrorKind::SourceChanged));
+            };
+            if src_line.is_blank() {
+                continue;
+            }
+            let src_number = src_line.number;
+            let src_text =
+                line_str(src_line.bytes).map_err(|m| Bad::Json(m).at(&paths.src, src_number))?;
+            let (src_key, _) = columns
+                .parse(src_text, &mut kept)
+                .map_err(|bad| bad.at(&paths.src, src_number))?;
+            if src_key == key {
+                break;
+            }
+            walk.hole = true;
+        }
+        walk.rows += 1;
+        if keys.find(&key).is_none() {
+            let rendered = columns.read_back(text).map_err(at)?;
+            keys.insert(key.to_key(), State::Done(rendered), 0);
+        }
+    }
+    Ok(walk)
+}
+
+/// Opens the side file: checks its header against this run, loads the saved results and cuts
+/// a torn tail; or begins it with the header.
+async fn open_side(
+    path: &Path,
+    header: &Header,
+    columns: &Columns,
+    keys: &mut Keys,
+    durability: super::Durability,
+) -> Result<JsonlWriter, Error> {
+    let (file, created) = open_locked(path, OpenMode::Append).await?;
+    let mut has_header = false;
+    if !created {
+        let scan = scan_keys(path, "key", |_, _| Ok(())).await?;
+        let io_error = |error: io::Error| Error::from(error).with_path(path);
+        let mut lines = LineReader::new(async_fs::File::open(path).await.map_err(io_error)?);
+        while let Some(line) = lines.next_line().await.map_err(io_error)? {
+            if line.offset >= scan.valid_len {
+                break;
+            }
+            if line.is_blank() {
+                continue;
+            }
+            let number = line.number;
+            let at = |kind: ErrorKind| Error::new(kind).with_path(path).with_line(number);
+            let text = line_str(line.bytes).map_err(|m| Bad::Json(m).at(path, number))?;
+            if !has_header {
+                let found: Header = serde_json::from_str(text)
+                    .map_err(|error| Bad::Json(malformed_json(error)).at(path, number))?;
+                if (found.source_bytes, &found.source_hash)
+                    != (header.source_bytes, &header.source_hash)
+                {
+                    return Err(at(ErrorKind::SourceChanged));
+                }
+                if (&found.key, &found.keep_columns) != (&header.key, &header.keep_columns) {
+                    return Err(at(ErrorKind::ColumnsChanged));
+                }
+                has_header = true;
+                continue;
+            }
+            let Ok(Some(entries)) = object_entries(text) else {
+                return Err(at(ErrorKind::NotAnObject));
+            };
+            let field = |name: &str| entries.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+            let (Some(key), Some(result)) = (field("key"), field("result")) else {
+                return Err(at(ErrorKind::MissingColumn {
+                    column: "result".into(),
+                }));
+            };
+            let Ok(Some(key)) = raw_key(key.get()) else {
+                return Err(at(ErrorKind::InvalidKey));
+            };
+            let rendered = columns.prepare(result.get(), &key).map_err(at)?;
+            if keys.find(&key).is_none() {
+                keys.insert(key.to_key(), State::Done(rendered), 0);
+            }
+        }
+        if scan.torn_bytes > 0 {
+            set_len(&file, path, scan.valid_len).await?;
+        }
+    }
+    let mut writer = JsonlWriter::from_locked(file, path.to_owned(), created, durability);
+    if !has_header {
+        futures::SinkExt::send(&mut writer, header).await?;
+    }
+    Ok(writer)
+}
+
+/// A fingerprint of a file's contents, stable across releases: a 64-bit multiply-xor hash of
+/// its 8-byte words (the last one zero-padded), and its length.
+async fn fingerprint(path: &Path) -> io::Result<(u64, u64)> {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut file = async_fs::File::open(path).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut carry = 0;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut len: u64 = 0;
+    loop {
+        let n = file.read(&mut buf[carry..]).await?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        let filled = carry + n;
+        let whole = filled / 8 * 8;
+        for word in buf[..whole].chunks_exact(8) {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            hash = (hash ^ word).wrapping_mul(PRIME);
+        }
+        buf.copy_within(whole..filled, 0);
+        carry = filled - whole;
+    }
+    if carry > 0 {
+        let mut last = [0u8; 8];
+        last[..carry].copy_from_slice(&buf[..carry]);
+        hash = (hash ^ u64::from_le_bytes(last)).wrapping_mul(PRIME);
+    }
+    hash ^= len;
+    Ok((len, hash ^ (hash >> 29)))
+}
