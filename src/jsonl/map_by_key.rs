@@ -488,16 +488,20 @@ where
     let (call_tx, call_rx) = mpsc::unbounded::<(usize, In)>();
     let mut call_tx = Some(call_tx);
     let mut f = f;
+    // A stop ends the calls not yet started; those in flight finish.
     let calls = run_bounded(
-        call_rx.map(move |(key, input)| {
-            let call = f(input);
-            async move { (key, call.await) }
-        }),
+        call_rx
+            .take_until(options.stop.stopped())
+            .map(move |(key, input)| {
+                let call = f(input);
+                async move { (key, call.await) }
+            }),
         limit,
     );
     let mut calls = Box::pin(calls);
     let mut window: VecDeque<Waiting> = VecDeque::new();
     let mut source_done = false;
+    let mut bad_row: Option<Error> = None;
     let mut kept: Vec<Option<Range<usize>>> = Vec::new();
 
     let outcome: Result<(), Error> = poll_fn(|cx| {
@@ -574,7 +578,6 @@ where
             // New rows from the source, while the window has room.
             while !source_done && window.len() < options.window {
                 if options.stop.is_stopped() {
-                    report.stopped = true;
                     source_done = true;
                     call_tx = None;
                     break;
@@ -595,43 +598,66 @@ where
                     continue;
                 }
                 let number = line.number;
-                let text = line_str(line.bytes).map_err(|m| Bad::Json(m).at(&paths.src, number))?;
-                let (key, raw_key) = columns
-                    .parse(text, &mut kept)
-                    .map_err(|bad| bad.at(&paths.src, number))?;
-                let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
-                let k = match keys.find(&key) {
-                    Some(k) => k,
-                    None => {
-                        // The first row of a key: it goes to `f`.
-                        let input: In = serde_json::from_str(text).map_err(|error| {
-                            Bad::Json(malformed_json(error)).at(&paths.src, number)
-                        })?;
-                        let k = keys.insert(key.to_key(), State::Pending, number);
-                        if let Some(tx) = &call_tx {
-                            tx.unbounded_send((k, input))
-                                .expect("the calls outlive the loop");
+                let bad = |bad: Bad| bad.at(&paths.src, number);
+                // A bad row stops the reading; what was read before it is finished and saved.
+                let row: Result<(), Error> = 'row: {
+                    let text = match line_str(line.bytes) {
+                        Ok(text) => text,
+                        Err(malformed) => break 'row Err(bad(Bad::Json(malformed))),
+                    };
+                    let (key, raw_key) = match columns.parse(text, &mut kept) {
+                        Ok(parsed) => parsed,
+                        Err(error) => break 'row Err(bad(error)),
+                    };
+                    let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
+                    let k = match keys.find(&key) {
+                        Some(k) => k,
+                        None => {
+                            // The first row of a key: it goes to `f`.
+                            let input: In = match serde_json::from_str(text) {
+                                Ok(input) => input,
+                                Err(error) => {
+                                    break 'row Err(bad(Bad::Json(malformed_json(error))));
+                                }
+                            };
+                            let k = keys.insert(key.to_key(), State::Pending, number);
+                            if let Some(tx) = &call_tx {
+                                // The receiver lives as long as `calls`; if the stop ended it,
+                                // the row waits in vain, and the run ends before it.
+                                let _ = tx.unbounded_send((k, input));
+                            }
+                            k
                         }
-                        k
+                    };
+                    match &keys.states[k] {
+                        // Nothing waits before this row, and its result is saved: write it.
+                        State::Done(result)
+                            if window.is_empty() && keys.record[k] <= side.rows_written() =>
+                        {
+                            writer.feed_with(|out| columns.render(out, raw_key, kept_text, result));
+                        }
+                        _ => {
+                            let values = (0..kept.len()).map(kept_text);
+                            window.push_back(Waiting::new(k, raw_key, values));
+                        }
                     }
+                    Ok(())
                 };
-                match &keys.states[k] {
-                    // Nothing waits before this row, and its result is saved: write it now.
-                    State::Done(result)
-                        if window.is_empty() && keys.record[k] <= side.rows_written() =>
-                    {
-                        writer.feed_with(|out| columns.render(out, raw_key, kept_text, result));
-                    }
-                    _ => {
-                        let values = (0..kept.len()).map(kept_text);
-                        window.push_back(Waiting::new(k, raw_key, values));
-                    }
+                if let Err(error) = row {
+                    bad_row = Some(error);
+                    source_done = true;
+                    call_tx = None;
                 }
             }
 
             report_saved(&writer, &mut progress, &mut options);
-            if source_done && window.is_empty() && calls.is_terminated() {
-                return Poll::Ready(Ok(()));
+            // Done when nothing more can be read or computed. Rows left in the window then wait
+            // for a call the stop cancelled; they are written by the next run.
+            if source_done && calls.is_terminated() {
+                return Poll::Ready(match bad_row.take() {
+                    Some(error) => Err(error),
+                    None => Ok(()),
+                });
             }
             if !progressed {
                 // Nothing more is ready now: save what was fed, then wait.
@@ -661,9 +687,10 @@ where
         fault::point("after-rename");
     }
     report.rows_written = writer.rows_written();
+    let done = progress.resumed + report.rows_written + progress.failed;
+    report.stopped = options.stop.is_stopped() && done < total;
     if report.stopped {
-        let done = progress.resumed + report.rows_written + progress.failed;
-        report.rows_missing = total.saturating_sub(done);
+        report.rows_missing = total - done;
     }
     Ok(report)
 }
