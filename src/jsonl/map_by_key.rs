@@ -10,7 +10,6 @@ use std::task::{Poll, ready};
 
 use futures::channel::mpsc;
 use futures::future::poll_fn;
-use futures::io::AsyncReadExt;
 use futures::sink::Sink;
 use futures::stream::{FusedStream, Stream, StreamExt};
 use serde::Serialize;
@@ -18,9 +17,10 @@ use serde::de::DeserializeOwned;
 
 use std::borrow::Borrow;
 
+use super::files::{Bad, fingerprint, report_saved, set_len};
 use super::key::KeyRef;
 use super::raw::{RowKey, object_entries, parse_source_row, raw_key};
-use super::reader::{LineReader, Malformed, count_lines, line_str, malformed_json, scan_keys};
+use super::reader::{LineReader, count_lines, line_str, malformed_json, scan_keys};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
 use crate::{fault, run_bounded};
@@ -285,22 +285,6 @@ impl Columns {
     }
 }
 
-/// What is wrong with a line: it is not JSON, or not a row of the expected shape.
-enum Bad {
-    Json(Malformed),
-    Kind(ErrorKind),
-}
-
-impl Bad {
-    fn at(self, path: &Path, line: u64) -> Error {
-        let error = match self {
-            Bad::Json(malformed) => malformed.into_error(|column| ErrorKind::Json { column }),
-            Bad::Kind(kind) => Error::new(kind),
-        };
-        error.with_path(path).with_line(line)
-    }
-}
-
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
@@ -420,7 +404,10 @@ where
 {
     let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
     let total = count_lines(&paths.src).await.map_err(src_error)?;
-    let (source_bytes, source_hash) = fingerprint(&paths.src).await.map_err(src_error)?;
+    let (source_bytes, source_hash) = fingerprint(&paths.src, None)
+        .await
+        .map_err(src_error)?
+        .whole;
     let header = Header {
         map_by_key: 1,
         source_bytes,
@@ -695,24 +682,6 @@ where
     Ok(report)
 }
 
-/// Cuts `file` (at `path`) to `len` bytes.
-async fn set_len(file: &std::fs::File, path: &Path, len: u64) -> Result<(), Error> {
-    let file = file
-        .try_clone()
-        .map_err(|e| Error::from(e).with_path(path))?;
-    blocking::unblock(move || file.set_len(len))
-        .await
-        .map_err(|e| Error::from(e).with_path(path))
-}
-
-/// Calls the progress callback once for each row saved since the last call.
-fn report_saved(writer: &JsonlWriter, progress: &mut Progress, options: &mut Options<'_>) {
-    while progress.saved < writer.rows_written() {
-        progress.saved += 1;
-        options.report_progress(*progress);
-    }
-}
-
 /// What the walk over an existing output found.
 struct Walk {
     /// Rows of the output, each matched to a source row.
@@ -850,37 +819,4 @@ async fn open_side(
         futures::SinkExt::send(&mut writer, header).await?;
     }
     Ok(writer)
-}
-
-/// A fingerprint of a file's contents, stable across releases: a 64-bit multiply-xor hash of
-/// its 8-byte words (the last one zero-padded), and its length.
-async fn fingerprint(path: &Path) -> io::Result<(u64, u64)> {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut file = async_fs::File::open(path).await?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut carry = 0;
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut len: u64 = 0;
-    loop {
-        let n = file.read(&mut buf[carry..]).await?;
-        if n == 0 {
-            break;
-        }
-        len += n as u64;
-        let filled = carry + n;
-        let whole = filled / 8 * 8;
-        for word in buf[..whole].chunks_exact(8) {
-            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-            hash = (hash ^ word).wrapping_mul(PRIME);
-        }
-        buf.copy_within(whole..filled, 0);
-        carry = filled - whole;
-    }
-    if carry > 0 {
-        let mut last = [0u8; 8];
-        last[..carry].copy_from_slice(&buf[..carry]);
-        hash = (hash ^ u64::from_le_bytes(last)).wrapping_mul(PRIME);
-    }
-    hash ^= len;
-    Ok((len, hash ^ (hash >> 29)))
 }

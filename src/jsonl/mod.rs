@@ -2,6 +2,7 @@
 
 mod create;
 mod error;
+mod files;
 mod key;
 mod map_by_key;
 mod options;
