@@ -58,10 +58,11 @@ pub(crate) async fn fingerprint(path: &Path, prefix: Option<u64>) -> io::Result<
     let mut at_prefix = None;
     loop {
         let mut want = buf.len();
-        if let Some(prefix) = prefix {
-            if at_prefix.is_none() && hasher.len < prefix {
-                want = want.min((prefix - hasher.len) as usize);
-            }
+        if let Some(prefix) = prefix
+            && at_prefix.is_none()
+            && hasher.len < prefix
+        {
+            want = want.min((prefix - hasher.len) as usize);
         }
         let n = file.read(&mut buf[..want]).await?;
         if n == 0 {
