@@ -104,6 +104,8 @@ pub enum ErrorKind {
     SourceChanged,
     /// The key column or the columns to keep differ from those the output was begun with.
     ColumnsChanged,
+    /// A resume log claims rows that the output lacks.
+    OutputBehindLog,
 }
 
 impl Error {
@@ -209,6 +211,9 @@ impl fmt::Display for Error {
                 "the source changed since the output was begun; \
                  delete the output and its .map-by-key file to start over",
             ),
+            ErrorKind::OutputBehindLog => {
+                f.write_str("the resume log claims rows that the output lacks")
+            }
             ErrorKind::ColumnsChanged => f.write_str(
                 "the key column or the columns to keep differ from those the output was begun with",
             ),

@@ -3,6 +3,7 @@
 mod create;
 mod error;
 mod files;
+mod flatmap;
 mod key;
 mod map_by_key;
 mod options;
@@ -12,6 +13,7 @@ mod writer;
 
 pub use create::{create_or_resume_jsonl_file, run_bounded_create_or_resume_jsonl_file};
 pub use error::{Error, ErrorKind};
+pub use flatmap::flatmap_jsonl_file;
 pub use key::Key;
 pub use map_by_key::map_by_key_jsonl_file;
 pub use options::{OnError, Options, Progress, Report};

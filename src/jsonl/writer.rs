@@ -699,6 +699,13 @@ impl JsonlWriter {
         self.rows_written + in_flight + self.pending_rows
     }
 
+    /// Feeds `count` whole rows, each with its newline, as they are. Call `poll_ready` first,
+    /// as for `start_send`.
+    pub(crate) fn feed_raw(&mut self, rows: &[u8], count: u64) {
+        self.pending.extend_from_slice(rows);
+        self.pending_rows += count;
+    }
+
     /// Feeds one row that `write` puts in the buffer as JSON text, without its newline. For
     /// the crate's functions that render rows from raw pieces. Call `poll_ready` first, as for
     /// `start_send`.
