@@ -15,7 +15,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::files::{Bad, Fingerprint, fingerprint, set_len};
-use super::raw::object_entries;
 use super::reader::{LineReader, count_lines, line_str, malformed_json, scan_keys};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, OnError, Options, Progress, Report};
@@ -325,6 +324,10 @@ where
     );
     let mut calls = Box::pin(calls);
     let mut window: VecDeque<Slot> = VecDeque::new();
+    // The sequence number of the window's first slot: calls carry their slot's number.
+    let mut front_seq: u64 = 0;
+    // Rows sent to the calls and not yet answered.
+    let mut in_calls: usize = 0;
     let mut source_done = false;
     let mut bad_row: Option<Error> = None;
     // In a rewrite, the outputs of a done row being copied from the old output.
@@ -339,23 +342,23 @@ where
                 let Poll::Ready(next) = calls.as_mut().poll_next(cx) else {
                     break;
                 };
-                let Some((line, result)) = next else { break };
+                let Some((seq, result)) = next else { break };
                 progressed = true;
+                in_calls -= 1;
                 report.calls += 1;
-                let slot = window
-                    .iter_mut()
-                    .find(|slot| slot.line == line)
-                    .expect("a row waits in the window until its outputs come");
+                // A row waits in the window until its outputs come.
+                let slot = &mut window[(seq - front_seq) as usize];
+                let line = slot.line;
                 let at = |kind| Error::new(kind).with_path(&paths.src).with_line(line);
                 match result {
                     Ok(outputs) => {
-                        let mut rows = Vec::new();
+                        let mut rows = Vec::with_capacity(64 * outputs.len());
                         for output in &outputs {
                             let start = rows.len();
                             serde_json::to_writer(&mut rows, output)
                                 .map_err(|error| at(ErrorKind::Serialize).with_source(error))?;
-                            let text = std::str::from_utf8(&rows[start..]).expect("json is utf-8");
-                            if !matches!(object_entries(text), Ok(Some(_))) {
+                            // serde_json writes an object, and only an object, starting with `{`.
+                            if rows.get(start) != Some(&b'{') {
                                 return Poll::Ready(Err(at(ErrorKind::NotAnObject)));
                             }
                             rows.push(b'\n');
@@ -401,6 +404,7 @@ where
                     }
                 }
                 window.pop_front();
+                front_seq += 1;
                 progressed = true;
             }
 
@@ -439,7 +443,13 @@ where
             }
 
             // New rows from the source, while the window has room.
-            while copying.is_none() && !source_done && window.len() < options.window {
+            // Rows are read just ahead of the calls (twice the limit waiting, at most): enough to
+            // keep every slot busy, few enough to stay in the cache.
+            while copying.is_none()
+                && !source_done
+                && window.len() < options.window
+                && (in_calls < 2 * limit || calls.is_terminated())
+            {
                 let stopped = options.stop.is_stopped();
                 if stopped && old_output.is_none() {
                     source_done = true;
@@ -496,7 +506,9 @@ where
                             state: SlotState::Pending,
                         });
                         if let Some(tx) = &call_tx {
-                            let _ = tx.unbounded_send((number, input));
+                            let seq = front_seq + window.len() as u64 - 1;
+                            let _ = tx.unbounded_send((seq, input));
+                            in_calls += 1;
                         }
                     }
                     Err(error) => {
