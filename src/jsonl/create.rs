@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::task::{Poll, ready};
 
 use futures::future::poll_fn;
 use futures::sink::Sink;
@@ -353,16 +353,21 @@ impl<'a> Job<'a> {
         let outcome = {
             let mut outputs = pin!(run_bounded(tasks, limit));
             loop {
-                // Save what is fed whenever no further row is ready.
-                let next = match poll_fn(|cx| Poll::Ready(outputs.as_mut().poll_next(cx))).await {
-                    Poll::Ready(next) => next,
-                    Poll::Pending => {
-                        if let Err(error) = writer.flush().await {
-                            break Err(error);
-                        }
-                        report_saved(&writer, &mut progress, &mut options);
-                        outputs.next().await
+                // Whenever no further row is ready, save what is fed: the write runs on the
+                // thread pool while the rows in flight go on.
+                let next = poll_fn(|cx| {
+                    if let Poll::Ready(next) = outputs.as_mut().poll_next(cx) {
+                        return Poll::Ready(Ok(next));
                     }
+                    ready!(Sink::<()>::poll_flush(Pin::new(&mut writer), cx))?;
+                    report_saved(&writer, &mut progress, &mut options);
+                    // Saved: now only the next row can wake us.
+                    Poll::Pending
+                })
+                .await;
+                let next = match next {
+                    Ok(next) => next,
+                    Err(error) => break Err(error),
                 };
                 let row = match next {
                     None => break Ok(()),
