@@ -227,14 +227,14 @@ fn main() {
 
     let keys = rows / 10;
     let created = dir.join("created.jsonl");
-    if std::env::var("JSONL_BENCH_ONLY").as_deref() == Ok("resume") {
-        // For a profiler: the resume of the finished file of job 2, alone.
-        if !created.exists() {
-            create(&created, keys, 10);
-        }
+    if let Ok(job @ ("create" | "resume")) = std::env::var("JSONL_BENCH_ONLY").as_deref() {
+        // For a profiler: job 2 alone, the fresh run or the resume of the finished file.
         for _ in 0..rounds {
+            if job == "create" || !created.exists() {
+                let _ = std::fs::remove_file(&created);
+            }
             let (seconds, _) = create(&created, keys, 10);
-            println!("resume of {rows} rows: {:.0} rows/s", rows as f64 / seconds);
+            println!("{job} of {rows} rows: {:.0} rows/s", rows as f64 / seconds);
         }
         return;
     }

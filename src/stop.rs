@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker};
 
 use event_listener::{Event, EventListener};
 
@@ -108,6 +108,7 @@ impl StopHandle {
         Stopped {
             handle: self.clone(),
             listener: None,
+            registered: None,
         }
     }
 }
@@ -125,23 +126,39 @@ impl fmt::Debug for StopHandle {
 pub struct Stopped {
     handle: StopHandle,
     listener: Option<EventListener>,
+    /// The waker the listener was last polled with. Polling the same waker again needs no
+    /// new registration (the listener stays registered until `stop` notifies it, and `stop`
+    /// sets the flag first), so a stream that polls this once per item, as `take_until`
+    /// does, pays one atomic load, not the event's lock.
+    registered: Option<Waker>,
 }
 
 impl Future for Stopped {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
         loop {
-            if self.handle.is_stopped() {
-                self.listener = None;
+            if this.handle.is_stopped() {
+                this.listener = None;
+                this.registered = None;
                 return Poll::Ready(());
             }
-            match self.listener.as_mut() {
+            match &mut this.listener {
                 // Listen first, then check again: a `stop` in between is not missed.
-                None => self.listener = Some(self.handle.inner.event.listen()),
+                None => this.listener = Some(this.handle.inner.event.listen()),
                 Some(listener) => {
-                    ready!(Pin::new(listener).poll(cx));
-                    self.listener = None;
+                    if let Some(waker) = &this.registered
+                        && waker.will_wake(cx.waker())
+                    {
+                        return Poll::Pending;
+                    }
+                    if Pin::new(listener).poll(cx).is_pending() {
+                        this.registered = Some(cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                    this.listener = None;
+                    this.registered = None;
                 }
             }
         }
@@ -153,5 +170,44 @@ impl fmt::Debug for Stopped {
         f.debug_struct("Stopped")
             .field("stopped", &self.handle.is_stopped())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn polling_again_with_the_same_waker_keeps_it_registered() {
+        let stop = StopHandle::new();
+        let mut stopped = stop.stopped();
+        let first = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(first.clone());
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..3 {
+            assert!(Pin::new(&mut stopped).poll(&mut cx).is_pending());
+        }
+        // A new waker replaces the old one.
+        let second = Arc::new(Counter(AtomicUsize::new(0)));
+        let other = Waker::from(second.clone());
+        assert!(
+            Pin::new(&mut stopped)
+                .poll(&mut Context::from_waker(&other))
+                .is_pending()
+        );
+        std::thread::spawn(move || stop.stop()).join().unwrap();
+        assert_eq!(second.0.load(Ordering::SeqCst), 1, "the last waker is woken");
+        assert_eq!(first.0.load(Ordering::SeqCst), 0, "a replaced waker is not");
+        assert!(Pin::new(&mut stopped).poll(&mut cx).is_ready());
     }
 }
