@@ -206,7 +206,11 @@ mod tests {
                 .is_pending()
         );
         std::thread::spawn(move || stop.stop()).join().unwrap();
-        assert_eq!(second.0.load(Ordering::SeqCst), 1, "the last waker is woken");
+        assert_eq!(
+            second.0.load(Ordering::SeqCst),
+            1,
+            "the last waker is woken"
+        );
         assert_eq!(first.0.load(Ordering::SeqCst), 0, "a replaced waker is not");
         assert!(Pin::new(&mut stopped).poll(&mut cx).is_ready());
     }

@@ -174,15 +174,36 @@ fn random_sigkills_then_a_full_run() {
         .unwrap_or(20);
     common::with_watchdog("flatmap_sigkills", move || {
         let dir = new_dir();
+        let mut mid_run = 0;
         for run in 0..kills {
+            let output = std::fs::read_to_string(dir.path().join("dst.jsonl")).unwrap_or_default();
+            if output == expected() {
+                // Finished: start again, so that every kill can land in the middle of a run.
+                // (A kill between the two renames of a rewrite can leave `dst.log.rewrite`.)
+                for entry in std::fs::read_dir(dir.path()).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.file_name().unwrap() != "src.jsonl" {
+                        std::fs::remove_file(path).unwrap();
+                    }
+                }
+            }
+            let calls_before = calls(dir.path()).len();
             // Some runs fail on two rows, so that later runs rewrite.
             let mut child = spawn(dir.path(), run, None, run % 4 == 1);
-            std::thread::sleep(Duration::from_micros(fastrand::u64(2_000..80_000)));
+            std::thread::sleep(Duration::from_micros(fastrand::u64(2_000..60_000)));
             child.kill().unwrap();
             child.wait().unwrap();
             check_prefix(dir.path());
+            let output = std::fs::read_to_string(dir.path().join("dst.jsonl")).unwrap_or_default();
+            mid_run += usize::from(calls(dir.path()).len() > calls_before && output != expected());
         }
         finish_and_check(dir.path(), kills);
+        eprintln!("{kills} kills: {mid_run} in the middle of a run");
+        // The kills must land while rows are being made, or this test proves little.
+        assert!(
+            mid_run * 4 >= kills,
+            "only {mid_run} of {kills} kills hit a running job"
+        );
     });
 }
 

@@ -18,7 +18,7 @@ use common::Runtime;
 use futures::stream::{self, StreamExt};
 use serde_json::{Value, json};
 
-const KEYS: usize = 60;
+const KEYS: usize = 200;
 const KEY_COUNT: usize = 3;
 
 /// The row for a key: it depends on the key alone, so runs agree on the multiset.
@@ -160,7 +160,7 @@ fn random_sigkills_then_a_full_run() {
                 std::fs::remove_file(&path).unwrap();
             }
             let mut child = spawn_child(&path, run, None);
-            std::thread::sleep(Duration::from_micros(fastrand::u64(2_000..100_000)));
+            std::thread::sleep(Duration::from_micros(fastrand::u64(2_000..60_000)));
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
             let (counts, tail) = check_invariant(&path);
@@ -176,7 +176,7 @@ fn random_sigkills_then_a_full_run() {
         );
         // The kills must land while rows are being written, or this test proves little.
         assert!(
-            mid_run * 10 >= kills,
+            mid_run * 4 >= kills,
             "only {mid_run} of {kills} kills hit a running job"
         );
     });
