@@ -12,6 +12,9 @@
 //! PYTHON=/path/to/venv/bin/python cargo bench --bench jsonl
 //! # Peak memory of the 1 GB resume scan alone (after a run above made the file):
 //! JSONL_BENCH_ONLY=scan /usr/bin/time -v target/release/deps/jsonl-* --bench
+//! # Job 2 alone, fresh or resumed, for a profiler (JSONL_BENCH_ROWS sets its size):
+//! JSONL_BENCH_ONLY=create target/release/deps/jsonl-* --bench
+//! JSONL_BENCH_ONLY=resume target/release/deps/jsonl-* --bench
 //! ```
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) the sizes are tiny and Python is not run.
@@ -204,11 +207,17 @@ fn main() {
     let bench = std::env::args().any(|arg| arg == "--bench");
     let dir: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jsonl-bench");
     std::fs::create_dir_all(&dir).unwrap();
-    let (rows, big_keys, big_per_key, rounds) = if bench {
+    let (mut rows, big_keys, big_per_key, rounds) = if bench {
         (1_000_000u64, 100_000u64, 10u64, 5)
     } else {
         (2_000, 100, 3, 1)
     };
+    if let Some(n) = std::env::var("JSONL_BENCH_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        rows = n;
+    }
     let big = dir.join(format!("big-{big_keys}x{big_per_key}.jsonl"));
     let big_row = 1000;
 

@@ -200,20 +200,27 @@ struct Needs {
     counts: Vec<usize>,
     /// Where each key is in `keys`.
     index: HashMap<Key, usize>,
-    /// Where the key looked up last is: a key's rows tend to be together in a file, so most
-    /// lookups of a scan end here, without hashing.
+    /// Where the key looked up last is: a key's rows tend to be together in a file, and the
+    /// keys in the order given, so most lookups of a scan end here or just after, without
+    /// hashing.
     last: usize,
 }
 
 impl Needs {
     /// The rows `key` still needs, or `None` if it is not expected.
     fn get_mut(&mut self, key: &KeyRef<'_>) -> Option<&mut usize> {
-        let hit = self.keys.get(self.last).is_some_and(|last| {
-            let last: &KeyRef<'_> = last.borrow();
-            last == key
-        });
-        if !hit {
-            self.last = *self.index.get(key)?;
+        let is_at = |at: usize| {
+            self.keys.get(at).is_some_and(|there| {
+                let there: &KeyRef<'_> = there.borrow();
+                there == key
+            })
+        };
+        if !is_at(self.last) {
+            self.last = if is_at(self.last + 1) {
+                self.last + 1
+            } else {
+                *self.index.get(key)?
+            };
         }
         Some(&mut self.counts[self.last])
     }
@@ -251,6 +258,11 @@ impl<'a> Job<'a> {
             },
         };
         let needs = &mut job.needs;
+        let keys = keys.into_iter();
+        let (expected, _) = keys.size_hint();
+        needs.keys.reserve(expected);
+        needs.counts.reserve(expected);
+        needs.index.reserve(expected);
         for key in keys {
             let key = key.into();
             if needs.index.insert(key.clone(), needs.keys.len()).is_some() {
