@@ -624,3 +624,101 @@ fn a_stop_finishes_what_is_in_flight_and_the_next_run_the_rest() {
         assert_eq!(calls.total(), 100);
     });
 }
+
+/// The `f` of tests/fixtures/make_map_by_key_fixtures.py, in Rust, counting its calls.
+fn python_fixture_f(
+    calls: Calls,
+) -> impl FnMut(Row) -> futures::future::BoxFuture<'static, io::Result<Value>> {
+    move |row: Row| {
+        let calls = calls.clone();
+        async move {
+            let key = &row["key"];
+            calls.record(key);
+            let shown = match key {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Ok(json!({
+                "label": format!("libellé {shown}"),
+                "tags": [key, "é", { "x": 1 }],
+                "first": row["n"],
+            }))
+        }
+        .boxed()
+    }
+}
+
+fn lines_as_values(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn outputs_begun_by_the_python_library_resume() {
+    // Outputs the Python library wrote (", " separators, \u00e9 escapes, kept columns before
+    // the key): cut by a kill, with holes left by a failing f, and with holes left by its
+    // cancelled calls. Each resumes into the rows of an uninterrupted run, calling f only for
+    // the keys it lacks.
+    on_all_runtimes(|_| async {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let (_dir, src, dst) = temp_dir();
+        std::fs::copy(fixtures.join("python_mbk_src.jsonl"), &src).unwrap();
+        let run = |dst: PathBuf, calls: Calls| {
+            let src = src.clone();
+            async move {
+                let f = python_fixture_f(calls);
+                map_by_key_jsonl_file(&src, &dst, f, "key", 2, &["n", "text"], Options::new())
+                    .await
+                    .unwrap()
+            }
+        };
+        let fresh_calls = Calls::default();
+        run(dst.clone(), fresh_calls.clone()).await;
+        assert_eq!(fresh_calls.total(), 6);
+        let fresh = std::fs::read_to_string(&dst).unwrap();
+        assert_eq!(fresh.lines().count(), 14);
+
+        for (fixture, resumed, called) in [
+            ("python_mbk_killed.jsonl", 7, &["\"stop\"", "3"][..]),
+            ("python_mbk_holes.jsonl", 12, &["7"][..]),
+            ("python_mbk_raised.jsonl", 10, &["\"stop\"", "3"][..]),
+        ] {
+            let path = dst.with_file_name(fixture);
+            std::fs::copy(fixtures.join(fixture), &path).unwrap();
+            let python = std::fs::read_to_string(&path).unwrap();
+            let calls = Calls::default();
+            let report = run(path.clone(), calls.clone()).await;
+            assert_eq!(report.rows_resumed, resumed, "{fixture}");
+            assert_eq!(calls.total(), called.len(), "{fixture}");
+            for key in called {
+                assert_eq!(calls.of(key), 1, "{fixture}: {key}");
+            }
+            let output = std::fs::read_to_string(&path).unwrap();
+            // The same rows as a fresh run, in source order.
+            assert_eq!(
+                lines_as_values(&output),
+                lines_as_values(&fresh),
+                "{fixture}"
+            );
+            if fixture == "python_mbk_killed.jsonl" {
+                // No hole: the Python rows stay as they are, the torn tail is cut.
+                let whole = python.rfind('\n').unwrap() + 1;
+                assert_eq!(report.torn_bytes, (python.len() - whole) as u64);
+                assert!(output.starts_with(&python[..whole]), "{fixture}");
+            }
+            // The rows of keys this crate computed are byte for byte those of a fresh run.
+            for (ours, theirs) in output.lines().zip(fresh.lines()) {
+                let key = serde_json::from_str::<Value>(ours).unwrap()["key"].to_string();
+                if called.contains(&key.as_str()) {
+                    assert_eq!(ours, theirs, "{fixture}");
+                }
+            }
+            // Done: another run calls nothing and changes nothing.
+            let again = Calls::default();
+            run(path.clone(), again.clone()).await;
+            assert_eq!(again.total(), 0, "{fixture}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), output, "{fixture}");
+        }
+    });
+}

@@ -106,10 +106,14 @@ fn map_by_key_child() {
                     .create(true)
                     .open(&calls_path)?
                     .write_all(format!("{key}\n").as_bytes())?;
-                common::sleep(Duration::from_micros(fastrand::u64(0..3000))).await;
-                if fail && FAILING.contains(&n) {
-                    return Err(io::Error::other("fails on purpose"));
+                if FAILING.contains(&n) {
+                    if fail {
+                        return Err(io::Error::other("fails on purpose"));
+                    }
+                    // Slow when retried, so that kills land in the rewrite too.
+                    common::sleep(Duration::from_micros(fastrand::u64(5_000..30_000))).await;
                 }
+                common::sleep(Duration::from_micros(fastrand::u64(0..3000))).await;
                 Ok(result(n))
             }
         };
