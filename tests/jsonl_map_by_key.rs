@@ -460,6 +460,43 @@ fn a_torn_output_tail_is_cut_and_finished() {
 }
 
 #[test]
+fn a_malformed_output_line_is_corrupt_in_the_middle_and_cut_at_the_end() {
+    on_all_runtimes(|_| async {
+        let (_dir, src, dst) = temp_dir();
+        write_source(&src, &[json!("a"), json!("b"), json!("a")]);
+        let run = |calls: Calls| {
+            let (src, dst) = (src.clone(), dst.clone());
+            async move {
+                let f = compute(calls);
+                map_by_key_jsonl_file(&src, &dst, f, "key", 1, &["other"], Options::new()).await
+            }
+        };
+        let calls = Calls::default();
+        run(calls.clone()).await.unwrap();
+        let full = std::fs::read_to_string(&dst).unwrap();
+        let rows: Vec<&str> = full.lines().collect();
+
+        // A malformed line before a valid one: an error naming the line, nothing changed.
+        let corrupt = format!("{}\n{{\"key\":\n{}\n", rows[0], rows[2]);
+        std::fs::write(&dst, &corrupt).unwrap();
+        let error = run(calls.clone()).await.unwrap_err();
+        assert!(matches!(error.kind(), ErrorKind::Corrupt { .. }), "{error}");
+        assert_eq!(error.line(), Some(2));
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), corrupt);
+
+        // Malformed lines at the end, newline or not, are a torn tail: cut, then finished.
+        let torn = format!("{}\n{{\"key\":\n\n{{\"ke", rows[0]);
+        std::fs::write(&dst, &torn).unwrap();
+        let report = run(calls.clone()).await.unwrap();
+        assert_eq!(report.torn_bytes, (torn.len() - rows[0].len() - 1) as u64);
+        assert_eq!(report.rows_resumed, 1);
+        assert_eq!(report.calls, 0, "the results were saved");
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), full);
+        assert_eq!(calls.total(), 2);
+    });
+}
+
+#[test]
 fn a_changed_source_is_refused() {
     on_all_runtimes(|_| async {
         let (_dir, src, dst) = temp_dir();

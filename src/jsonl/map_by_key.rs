@@ -20,7 +20,10 @@ use std::borrow::Borrow;
 use super::files::{Bad, fingerprint, report_saved, set_len};
 use super::key::KeyRef;
 use super::raw::{RowKey, object_entries, parse_source_row, raw_key};
-use super::reader::{LineReader, count_lines, line_str, malformed_json, scan_keys};
+use super::reader::{
+    LineKey, LineReader, Malformed, count_lines, line_str, malformed_json, parse_line_key,
+    scan_keys,
+};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
 use crate::{fault, run_bounded};
@@ -255,6 +258,18 @@ impl Columns {
             overrides: vec![None; self.keep.len()],
             tail,
         })
+    }
+
+    /// The key of a row parsed by [`parse_line_key`], which must be a scalar.
+    fn line_key<'a>(&self, key: LineKey<'a>) -> Result<KeyRef<'a>, ErrorKind> {
+        match key {
+            LineKey::Key(key) => Ok(key),
+            LineKey::Missing => Err(ErrorKind::MissingKey {
+                column: self.key.clone(),
+            }),
+            LineKey::NotScalar => Err(ErrorKind::InvalidKey),
+            LineKey::NotObject => Err(ErrorKind::NotAnObject),
+        }
     }
 
     /// Parses a source row: its key (which must be a scalar) and where its kept columns are
@@ -692,53 +707,72 @@ struct Walk {
     torn_bytes: u64,
 }
 
-/// Validates the existing output, then walks it beside the source: each output row must be the
+/// Walks the existing output beside the source, in one pass: each output row must be the
 /// output of the next source row with its key. Takes the results of keys that the side file
 /// lacks (an output begun by the Python library) from the rows. Leaves `source` just after the
-/// last source row matched.
+/// last source row matched. Validates the output as [`scan_keys`] does: a last line without
+/// its newline, or malformed lines with no valid line after them, are a torn tail to cut; a
+/// malformed line before a valid one is [`ErrorKind::Corrupt`].
 async fn walk_output(
     paths: &Paths,
     columns: &Columns,
     keys: &mut Keys,
     source: &mut LineReader<async_fs::File>,
 ) -> Result<Walk, Error> {
-    let scan = scan_keys(&paths.dst, &columns.key, |_, _| Ok(())).await?;
-    let mut walk = Walk {
-        rows: 0,
-        hole: false,
-        valid_len: scan.valid_len,
-        torn_bytes: scan.torn_bytes,
-    };
     let dst_error = |error: io::Error| Error::from(error).with_path(&paths.dst);
     let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
     let mut output = LineReader::new(async_fs::File::open(&paths.dst).await.map_err(dst_error)?);
-    let mut kept = Vec::new();
+    let mut walk = Walk {
+        rows: 0,
+        hole: false,
+        valid_len: 0,
+        torn_bytes: 0,
+    };
+    // The first malformed line, while we look for a valid line after it.
+    let mut malformed: Option<(u64, Malformed)> = None;
     while let Some(line) = output.next_line().await.map_err(dst_error)? {
-        if line.offset >= scan.valid_len {
+        if !line.terminated {
+            // Never valid: the writer writes a row and its newline at once. It is the last.
             break;
         }
         if line.is_blank() {
+            if malformed.is_none() {
+                walk.valid_len = line.end_offset();
+            }
             continue;
         }
         let number = line.number;
-        let at = |kind: ErrorKind| Error::new(kind).with_path(&paths.dst).with_line(number);
-        let text = line_str(line.bytes).map_err(|m| Bad::Json(m).at(&paths.dst, number))?;
-        let (key, _) = Columns::new(&columns.key, &[])
-            .parse(text, &mut kept)
-            .map_err(|bad| bad.at(&paths.dst, number))?;
+        let key = match parse_line_key(line.bytes, &columns.key) {
+            Ok(key) => key,
+            Err(error) => {
+                malformed.get_or_insert((number, error));
+                continue;
+            }
+        };
+        if let Some((number, malformed)) = malformed.take() {
+            return Err(malformed
+                .into_error(|column| ErrorKind::Corrupt { column })
+                .with_path(&paths.dst)
+                .with_line(number));
+        }
+        walk.valid_len = line.end_offset();
+        let key = columns
+            .line_key(key)
+            .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
         // The next source row with this key; the rows passed over have no output (a hole).
         loop {
             let Some(src_line) = source.next_line().await.map_err(src_error)? else {
-                return Err(at(ErrorKind::SourceChanged));
+                return Err(Error::new(ErrorKind::SourceChanged)
+                    .with_path(&paths.dst)
+                    .with_line(number));
             };
             if src_line.is_blank() {
                 continue;
             }
             let src_number = src_line.number;
-            let src_text =
-                line_str(src_line.bytes).map_err(|m| Bad::Json(m).at(&paths.src, src_number))?;
-            let (src_key, _) = columns
-                .parse(src_text, &mut kept)
+            let src_key = parse_line_key(src_line.bytes, &columns.key)
+                .map_err(Bad::Json)
+                .and_then(|key| columns.line_key(key).map_err(Bad::Kind))
                 .map_err(|bad| bad.at(&paths.src, src_number))?;
             if src_key == key {
                 break;
@@ -747,10 +781,14 @@ async fn walk_output(
         }
         walk.rows += 1;
         if keys.find(&key).is_none() {
-            let rendered = columns.read_back(text).map_err(at)?;
+            let text = line_str(line.bytes).map_err(|m| Bad::Json(m).at(&paths.dst, number))?;
+            let rendered = columns
+                .read_back(text)
+                .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
             keys.insert(key.to_key(), State::Done(rendered), 0);
         }
     }
+    walk.torn_bytes = output.offset() - walk.valid_len;
     Ok(walk)
 }
 
