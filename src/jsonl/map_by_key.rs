@@ -17,12 +17,11 @@ use serde::de::DeserializeOwned;
 
 use std::borrow::Borrow;
 
-use super::files::{Bad, fingerprint, report_saved, set_len};
+use super::files::{Bad, count_and_fingerprint, report_saved, set_len};
 use super::key::KeyRef;
 use super::raw::{RowKey, object_entries, parse_source_row, raw_key};
 use super::reader::{
-    LineKey, LineReader, Malformed, count_lines, line_str, malformed_json, parse_line_key,
-    scan_keys,
+    LineKey, LineReader, Malformed, line_str, malformed_json, parse_line_key, scan_keys,
 };
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
@@ -418,11 +417,8 @@ where
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
-    let total = count_lines(&paths.src).await.map_err(src_error)?;
-    let (source_bytes, source_hash) = fingerprint(&paths.src, None)
-        .await
-        .map_err(src_error)?
-        .whole;
+    let (total, (source_bytes, source_hash)) =
+        count_and_fingerprint(&paths.src).await.map_err(src_error)?;
     let header = Header {
         map_by_key: 1,
         source_bytes,
