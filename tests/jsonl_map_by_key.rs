@@ -497,6 +497,69 @@ fn a_malformed_output_line_is_corrupt_in_the_middle_and_cut_at_the_end() {
 }
 
 #[test]
+fn one_call_per_key_whatever_its_spelling_or_length() {
+    // The same key spelled several ways (numbers, escapes), short and long, mixed.
+    on_all_runtimes(|_| async {
+        let (_dir, src, dst) = temp_dir();
+        let long = "a long key, longer than thirty-two bytes: café";
+        let spellings = [
+            "10".to_owned(),
+            "\"café\"".to_owned(),
+            format!("{:?}", long),
+            "10.0".to_owned(),
+            "\"caf\\u00e9\"".to_owned(),
+            format!("{:?}", long).replace('é', "\\u00e9"),
+            "1e1".to_owned(),
+            "\"10\"".to_owned(),
+        ];
+        let mut text = String::new();
+        for round in 0..3 {
+            for (i, spelling) in spellings.iter().enumerate() {
+                text.push_str(&format!(
+                    "{{\"key\":{spelling},\"other\":{}}}\n",
+                    round * 10 + i
+                ));
+            }
+        }
+        std::fs::write(&src, &text).unwrap();
+        let calls = Calls::default();
+        let report = map_by_key_jsonl_file(
+            &src,
+            &dst,
+            compute(calls.clone()),
+            "key",
+            2,
+            &["other"],
+            Options::new(),
+        )
+        .await
+        .unwrap();
+        // 10 (four spellings), "café" (two), the long key (two), "10" (a string).
+        assert_eq!(report.calls, 4);
+        assert_eq!(calls.total(), 4);
+        let output = std::fs::read_to_string(&dst).unwrap();
+        let rows: Vec<Value> = output
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 24);
+        for (row, line) in rows.iter().zip(text.lines()) {
+            let source: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(row["key"], source["key"], "each row keeps its own spelling");
+            assert_eq!(row["other"], source["other"]);
+            // The result is the one of the key's first row.
+            let first = match &source["key"] {
+                Value::Number(_) => "f(10)".to_owned(),
+                Value::String(s) if s == "10" => "f(\"10\")".to_owned(),
+                Value::String(s) => format!("f({})", json!(s)),
+                _ => unreachable!(),
+            };
+            assert_eq!(row["result"], json!(first), "{line}");
+        }
+    });
+}
+
+#[test]
 fn a_changed_source_is_refused() {
     on_all_runtimes(|_| async {
         let (_dir, src, dst) = temp_dir();

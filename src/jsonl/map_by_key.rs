@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -331,38 +332,105 @@ enum State {
 #[derive(Default)]
 struct Keys {
     index: HashMap<Key, usize>,
+    /// Keys by the raw text of a row's key column, for most lookups: one spelling per key (the
+    /// first seen that fits inline), so it holds at most one entry per key. A hit costs a hash
+    /// of the bytes and one memory access, without the key rule or a pointer to follow.
+    spellings: HashMap<Spelling, usize, BuildHasherDefault<SpellingHasher>>,
     keys: Vec<Key>,
+    /// Per key, whether it has an entry in `spellings`.
+    spelled: Vec<bool>,
     states: Vec<State>,
     /// Per key, how many side-file records must be saved before its rows are written, so that
     /// a saved row always has its result saved.
     record: Vec<u64>,
     /// Per key, the source line of its first row, for errors of `f`.
     first_line: Vec<u64>,
-    /// The key found last: a key's rows tend to be together, so most lookups end here.
-    last: usize,
 }
 
 impl Keys {
-    fn find(&mut self, key: &KeyRef<'_>) -> Option<usize> {
-        let hit = self.keys.get(self.last).is_some_and(|last| {
-            let last: &KeyRef<'_> = last.borrow();
-            last == key
-        });
-        if !hit {
-            self.last = *self.index.get(key)?;
+    fn find(&self, key: &KeyRef<'_>) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// Finds the key of a row whose key column holds `raw`.
+    fn find_spelled(&mut self, key: &KeyRef<'_>, raw: &str) -> Option<usize> {
+        let spelling = Spelling::new(raw);
+        if let Some(spelling) = &spelling
+            && let Some(&k) = self.spellings.get(spelling)
+        {
+            return Some(k);
         }
-        Some(self.last)
+        let k = self.find(key)?;
+        if let Some(spelling) = spelling {
+            self.spell(k, spelling);
+        }
+        Some(k)
+    }
+
+    fn spell(&mut self, k: usize, spelling: Spelling) {
+        if !self.spelled[k] {
+            self.spellings.insert(spelling, k);
+            self.spelled[k] = true;
+        }
     }
 
     fn insert(&mut self, key: Key, state: State, first_line: u64) -> usize {
         let k = self.keys.len();
         self.index.insert(key.clone(), k);
         self.keys.push(key);
+        self.spelled.push(false);
         self.states.push(state);
         self.record.push(0);
         self.first_line.push(first_line);
-        self.last = k;
         k
+    }
+}
+
+/// The raw text of a key column, held inline: its length, then its bytes, zero-padded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Spelling([u8; 32]);
+
+impl Spelling {
+    fn new(raw: &str) -> Option<Spelling> {
+        let len = u8::try_from(raw.len()).ok().filter(|&len| len < 32)?;
+        let mut bytes = [0u8; 32];
+        bytes[0] = len;
+        bytes[1..=raw.len()].copy_from_slice(raw.as_bytes());
+        Some(Spelling(bytes))
+    }
+}
+
+impl Hash for Spelling {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // A multiply-rotate hash of the four words: a weak hash only costs collisions.
+        let mut hash = 0u64;
+        for word in self.0.chunks_exact(8) {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            hash = (hash ^ word)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .rotate_left(29);
+        }
+        state.write_u64(hash ^ (hash >> 32));
+    }
+}
+
+/// Passes on the hash that [`Spelling`] makes.
+#[derive(Default)]
+struct SpellingHasher(u64);
+
+impl Hasher for SpellingHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -608,7 +676,7 @@ where
                         Err(error) => break 'row Err(bad(error)),
                     };
                     let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
-                    let k = match keys.find(&key) {
+                    let k = match keys.find_spelled(&key, raw_key) {
                         Some(k) => k,
                         None => {
                             // The first row of a key: it goes to `f`.
@@ -619,6 +687,9 @@ where
                                 }
                             };
                             let k = keys.insert(key.to_key(), State::Pending, number);
+                            if let Some(spelling) = Spelling::new(raw_key) {
+                                keys.spell(k, spelling);
+                            }
                             if let Some(tx) = &call_tx {
                                 // The receiver lives as long as `calls`; if the stop ended it,
                                 // the row waits in vain, and the run ends before it.
