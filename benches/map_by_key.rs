@@ -99,7 +99,7 @@ fn cut_in_half(dst: &Path) {
         len += line.len() as u64;
         lines += 1;
         // Every 1000th end of line, to find the middle without holding every offset.
-        if lines % 1000 == 0 {
+        if lines.is_multiple_of(1000) {
             offsets.push((lines, len));
         }
         line.clear();
