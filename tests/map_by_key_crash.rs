@@ -31,7 +31,7 @@ fn key_number(i: u64) -> u64 {
 
 /// The key value of key number `n`: numbers and strings.
 fn key_value(n: u64) -> Value {
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         json!(n)
     } else {
         json!(format!("k{n}"))
@@ -52,7 +52,7 @@ fn source_text() -> String {
 
 /// `f`'s result for key number `n`; for every fifth key it replaces the kept column `i`.
 fn result(n: u64) -> Value {
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         json!({ "i": -1, "r": n * 2, "s": "é".repeat((n % 4) as usize) })
     } else {
         json!({ "r": n * 2, "s": "é".repeat((n % 4) as usize) })
@@ -64,7 +64,7 @@ fn expected() -> String {
     (0..ROWS)
         .map(|i| {
             let n = key_number(i);
-            let kept_i = if n % 5 == 0 { -1 } else { i as i64 };
+            let kept_i = if n.is_multiple_of(5) { -1 } else { i as i64 };
             format!(
                 "{{\"key\":{},\"i\":{kept_i},\"t\":\"café {i}\",\"r\":{},\"s\":{}}}\n",
                 key_value(n),
