@@ -17,7 +17,7 @@
 //! cargo bench --bench map_by_key --no-run
 //! B=$(ls -t target/release/deps/map_by_key-* | grep -v '\.d$' | head -1)
 //! export MBK_BENCH_ROWS=2000000 MBK_BENCH_KEYS=1000
-//! MBK_BENCH_ONLY=fresh /usr/bin/time -v $B --bench      # writes the source, then a fresh run
+//! MBK_BENCH_ONLY=fresh /usr/bin/time -v $B --bench      # a fresh run (after making the source)
 //! MBK_BENCH_ONLY=resumed /usr/bin/time -v $B --bench    # cuts that output in half, resumes
 //! ```
 
@@ -31,6 +31,9 @@ use abstractions::jsonl::{Options, map_by_key_jsonl_file};
 use serde_json::{Map, Value, json};
 
 const KEEP: [&str; 2] = ["id", "text"];
+
+/// Changes whenever `make_source` does, so that a source made by an older bench is not reused.
+const SOURCE_VERSION: u32 = 1;
 
 /// The source: rows of about 200 bytes; key `i * 7919 % keys`, so a key's rows are scattered.
 fn make_source(path: &Path, rows: u64, keys: u64) {
@@ -189,11 +192,17 @@ fn main() {
     let keys = env_u64("MBK_BENCH_KEYS").unwrap_or(if bench { 10_000 } else { 100 });
     let dir: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("map-by-key-bench");
     std::fs::create_dir_all(&dir).unwrap();
-    let (src, dst) = (dir.join("src.jsonl"), dir.join("dst.jsonl"));
+    // The source depends on the size alone: a run reuses the one an earlier run made.
+    let src = dir.join(format!("src-v{SOURCE_VERSION}-{rows}-{keys}.jsonl"));
+    let dst = dir.join("dst.jsonl");
+    if !src.exists() {
+        let part = dir.join("src.part");
+        make_source(&part, rows, keys);
+        std::fs::rename(&part, &src).unwrap();
+    }
     let rate = |seconds: f64| rows as f64 / seconds;
     match std::env::var("MBK_BENCH_ONLY").as_deref() {
         Ok("fresh") => {
-            make_source(&src, rows, keys);
             let seconds = crate_fresh(&src, &dst);
             println!(
                 "fresh: {rows} rows in {seconds:.2} s: {:.0} rows/s",
@@ -211,7 +220,6 @@ fn main() {
         }
         _ => {}
     }
-    make_source(&src, rows, keys);
     let rounds = if bench { 5 } else { 1 };
     let (mut fresh, mut resumed, mut floor) = (Vec::new(), Vec::new(), Vec::new());
     let naive = dir.join("naive.jsonl");

@@ -202,9 +202,9 @@ impl Columns {
             out.push(b',');
             out.extend_from_slice(name.as_bytes());
             out.push(b':');
-            let value = match &result.overrides[i] {
-                Some(value) => value,
-                None => kept(i),
+            let value = match result.overrides.get(i) {
+                Some(Some(value)) => value,
+                _ => kept(i),
             };
             out.extend_from_slice(value.as_bytes());
         }
@@ -218,8 +218,9 @@ impl Columns {
             return Err(ErrorKind::NotAnObject);
         };
         let mut rendered = Rendered {
-            overrides: vec![None; self.keep.len()],
+            overrides: Vec::new(),
             tail: String::new(),
+            record: 0,
         };
         for (name, value) in entries {
             if name == self.key {
@@ -235,7 +236,10 @@ impl Columns {
                 }
             }
             match self.keep.iter().position(|keep| *keep == name) {
-                Some(i) => rendered.overrides[i] = Some(value.get().into()),
+                Some(i) => {
+                    rendered.overrides.resize(self.keep.len(), None);
+                    rendered.overrides[i] = Some(value.get().into());
+                }
                 None => push_column(&mut rendered.tail, &name, value.get()),
             }
         }
@@ -255,8 +259,9 @@ impl Columns {
             }
         }
         Ok(Rendered {
-            overrides: vec![None; self.keep.len()],
+            overrides: Vec::new(),
             tail,
+            record: 0,
         })
     }
 
@@ -312,12 +317,16 @@ fn push_column(tail: &mut String, name: &str, value: &str) {
     tail.push_str(value);
 }
 
-/// `f`'s result for a key, ready to render rows.
+/// `f`'s result for a key, ready to render rows. What a row needs is here, so that writing a
+/// row touches little memory besides it.
 struct Rendered {
-    /// Per kept column, `f`'s value for it, if `f` has that column.
+    /// Per kept column, `f`'s value for it, if `f` has that column; empty if it has none.
     overrides: Vec<Option<Box<str>>>,
     /// `f`'s other columns, each as `,"name":value`.
     tail: String,
+    /// How many side-file records must be saved before the key's rows are written, so that a
+    /// saved row always has its result saved.
+    record: u64,
 }
 
 enum State {
@@ -340,9 +349,6 @@ struct Keys {
     /// Per key, whether it has an entry in `spellings`.
     spelled: Vec<bool>,
     states: Vec<State>,
-    /// Per key, how many side-file records must be saved before its rows are written, so that
-    /// a saved row always has its result saved.
-    record: Vec<u64>,
     /// Per key, the source line of its first row, for errors of `f`.
     first_line: Vec<u64>,
 }
@@ -380,7 +386,6 @@ impl Keys {
         self.keys.push(key);
         self.spelled.push(false);
         self.states.push(state);
-        self.record.push(0);
         self.first_line.push(first_line);
         k
     }
@@ -592,7 +597,7 @@ where
                         let output = serde_json::to_string(&output)
                             .map_err(|error| at(ErrorKind::Serialize).with_source(error))?;
                         let key = keys.keys[k].borrow();
-                        let rendered = columns.prepare(&output, key).map_err(at)?;
+                        let mut rendered = columns.prepare(&output, key).map_err(at)?;
                         ready!(Sink::<()>::poll_ready(Pin::new(&mut side), cx))?;
                         side.feed_with(|out| {
                             out.extend_from_slice(b"{\"key\":");
@@ -602,7 +607,7 @@ where
                             out.extend_from_slice(output.as_bytes());
                             out.push(b'}');
                         });
-                        keys.record[k] = side.rows_fed();
+                        rendered.record = side.rows_fed();
                         keys.states[k] = State::Done(rendered);
                     }
                     Err(error) => {
@@ -628,7 +633,7 @@ where
                         options.report_progress(progress);
                     }
                     State::Done(result) => {
-                        if keys.record[head.key] > side.rows_written() {
+                        if result.record > side.rows_written() {
                             ready!(Sink::<()>::poll_flush(Pin::new(&mut side), cx))?;
                         }
                         ready!(Sink::<()>::poll_ready(Pin::new(&mut writer), cx))?;
@@ -701,7 +706,7 @@ where
                     match &keys.states[k] {
                         // Nothing waits before this row, and its result is saved: write it.
                         State::Done(result)
-                            if window.is_empty() && keys.record[k] <= side.rows_written() =>
+                            if window.is_empty() && result.record <= side.rows_written() =>
                         {
                             writer.feed_with(|out| columns.render(out, raw_key, kept_text, result));
                         }
