@@ -20,10 +20,8 @@ use std::borrow::Borrow;
 
 use super::files::{Bad, count_and_fingerprint, report_saved, set_len};
 use super::key::KeyRef;
-use super::raw::{RowKey, object_entries, parse_source_row, raw_key};
-use super::reader::{
-    LineKey, LineReader, Malformed, line_str, malformed_json, parse_line_key, scan_keys,
-};
+use super::raw::{RowKey, SourceRow, object_entries, parse_source_row, raw_key};
+use super::reader::{LineReader, Malformed, line_str, malformed_json, scan_keys};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
 use crate::{fault, run_bounded};
@@ -265,15 +263,15 @@ impl Columns {
         })
     }
 
-    /// The key of a row parsed by [`parse_line_key`], which must be a scalar.
-    fn line_key<'a>(&self, key: LineKey<'a>) -> Result<KeyRef<'a>, ErrorKind> {
+    /// The key of a parsed row, which must be a scalar.
+    fn row_key<'a>(&self, key: RowKey<'a>) -> Result<KeyRef<'a>, ErrorKind> {
         match key {
-            LineKey::Key(key) => Ok(key),
-            LineKey::Missing => Err(ErrorKind::MissingKey {
+            RowKey::Key(key) => Ok(key),
+            RowKey::Missing => Err(ErrorKind::MissingKey {
                 column: self.key.clone(),
             }),
-            LineKey::NotScalar => Err(ErrorKind::InvalidKey),
-            LineKey::NotObject => Err(ErrorKind::NotAnObject),
+            RowKey::NotScalar => Err(ErrorKind::InvalidKey),
+            RowKey::NotObject => Err(ErrorKind::NotAnObject),
         }
     }
 
@@ -286,16 +284,7 @@ impl Columns {
     ) -> Result<(KeyRef<'a>, &'a str), Bad> {
         let row = parse_source_row(text, &self.key, &self.keep, kept)
             .map_err(|error| Bad::Json(malformed_json(error)))?;
-        let key = match row.key {
-            RowKey::Key(key) => key,
-            RowKey::Missing => {
-                return Err(Bad::Kind(ErrorKind::MissingKey {
-                    column: self.key.clone(),
-                }));
-            }
-            RowKey::NotScalar => return Err(Bad::Kind(ErrorKind::InvalidKey)),
-            RowKey::NotObject => return Err(Bad::Kind(ErrorKind::NotAnObject)),
-        };
+        let key = self.row_key(row.key).map_err(Bad::Kind)?;
         if let Some(i) = kept.iter().position(Option::is_none) {
             return Err(Bad::Kind(ErrorKind::MissingColumn {
                 column: self.keep[i].clone(),
@@ -769,6 +758,17 @@ where
     Ok(report)
 }
 
+/// Parses a line as JSON, lending its text, its key and the raw text of its key column.
+fn parse_key<'a>(
+    bytes: &'a [u8],
+    key_column: &str,
+    no_columns: &mut Vec<Option<Range<usize>>>,
+) -> Result<(&'a str, SourceRow<'a>), Malformed> {
+    let text = line_str(bytes)?;
+    let row = parse_source_row(text, key_column, &[], no_columns).map_err(malformed_json)?;
+    Ok((text, row))
+}
+
 /// What the walk over an existing output found.
 struct Walk {
     /// Rows of the output, each matched to a source row.
@@ -802,6 +802,7 @@ async fn walk_output(
     };
     // The first malformed line, while we look for a valid line after it.
     let mut malformed: Option<(u64, Malformed)> = None;
+    let mut no_columns = Vec::new();
     while let Some(line) = output.next_line().await.map_err(dst_error)? {
         if !line.terminated {
             // Never valid: the writer writes a row and its newline at once. It is the last.
@@ -814,8 +815,8 @@ async fn walk_output(
             continue;
         }
         let number = line.number;
-        let key = match parse_line_key(line.bytes, &columns.key) {
-            Ok(key) => key,
+        let (text, row) = match parse_key(line.bytes, &columns.key, &mut no_columns) {
+            Ok(parsed) => parsed,
             Err(error) => {
                 malformed.get_or_insert((number, error));
                 continue;
@@ -829,7 +830,7 @@ async fn walk_output(
         }
         walk.valid_len = line.end_offset();
         let key = columns
-            .line_key(key)
+            .row_key(row.key)
             .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
         // The next source row with this key; the rows passed over have no output (a hole).
         loop {
@@ -842,22 +843,29 @@ async fn walk_output(
                 continue;
             }
             let src_number = src_line.number;
-            let src_key = parse_line_key(src_line.bytes, &columns.key)
-                .map_err(Bad::Json)
-                .and_then(|key| columns.line_key(key).map_err(Bad::Kind))
-                .map_err(|bad| bad.at(&paths.src, src_number))?;
+            let (_, src_row) = parse_key(src_line.bytes, &columns.key, &mut no_columns)
+                .map_err(|malformed| Bad::Json(malformed).at(&paths.src, src_number))?;
+            // The same text is the same key; else the key rule decides.
+            if src_row.raw_key == row.raw_key {
+                break;
+            }
+            let src_key = columns
+                .row_key(src_row.key)
+                .map_err(|kind| Error::new(kind).with_path(&paths.src).with_line(src_number))?;
             if src_key == key {
                 break;
             }
             walk.hole = true;
         }
         walk.rows += 1;
-        if keys.find(&key).is_none() {
-            let text = line_str(line.bytes).map_err(|m| Bad::Json(m).at(&paths.dst, number))?;
+        if keys.find_spelled(&key, row.raw_key).is_none() {
             let rendered = columns
                 .read_back(text)
                 .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
-            keys.insert(key.to_key(), State::Done(rendered), 0);
+            let k = keys.insert(key.to_key(), State::Done(rendered), 0);
+            if let Some(spelling) = Spelling::new(row.raw_key) {
+                keys.spell(k, spelling);
+            }
         }
     }
     walk.torn_bytes = output.offset() - walk.valid_len;
