@@ -460,6 +460,106 @@ fn a_torn_output_tail_is_cut_and_finished() {
 }
 
 #[test]
+fn a_malformed_output_line_is_corrupt_in_the_middle_and_cut_at_the_end() {
+    on_all_runtimes(|_| async {
+        let (_dir, src, dst) = temp_dir();
+        write_source(&src, &[json!("a"), json!("b"), json!("a")]);
+        let run = |calls: Calls| {
+            let (src, dst) = (src.clone(), dst.clone());
+            async move {
+                let f = compute(calls);
+                map_by_key_jsonl_file(&src, &dst, f, "key", 1, &["other"], Options::new()).await
+            }
+        };
+        let calls = Calls::default();
+        run(calls.clone()).await.unwrap();
+        let full = std::fs::read_to_string(&dst).unwrap();
+        let rows: Vec<&str> = full.lines().collect();
+
+        // A malformed line before a valid one: an error naming the line, nothing changed.
+        let corrupt = format!("{}\n{{\"key\":\n{}\n", rows[0], rows[2]);
+        std::fs::write(&dst, &corrupt).unwrap();
+        let error = run(calls.clone()).await.unwrap_err();
+        assert!(matches!(error.kind(), ErrorKind::Corrupt { .. }), "{error}");
+        assert_eq!(error.line(), Some(2));
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), corrupt);
+
+        // Malformed lines at the end, newline or not, are a torn tail: cut, then finished.
+        let torn = format!("{}\n{{\"key\":\n\n{{\"ke", rows[0]);
+        std::fs::write(&dst, &torn).unwrap();
+        let report = run(calls.clone()).await.unwrap();
+        assert_eq!(report.torn_bytes, (torn.len() - rows[0].len() - 1) as u64);
+        assert_eq!(report.rows_resumed, 1);
+        assert_eq!(report.calls, 0, "the results were saved");
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), full);
+        assert_eq!(calls.total(), 2);
+    });
+}
+
+#[test]
+fn one_call_per_key_whatever_its_spelling_or_length() {
+    // The same key spelled several ways (numbers, escapes), short and long, mixed.
+    on_all_runtimes(|_| async {
+        let (_dir, src, dst) = temp_dir();
+        let long = "a long key, longer than thirty-two bytes: café";
+        let spellings = [
+            "10".to_owned(),
+            "\"café\"".to_owned(),
+            format!("{:?}", long),
+            "10.0".to_owned(),
+            "\"caf\\u00e9\"".to_owned(),
+            format!("{:?}", long).replace('é', "\\u00e9"),
+            "1e1".to_owned(),
+            "\"10\"".to_owned(),
+        ];
+        let mut text = String::new();
+        for round in 0..3 {
+            for (i, spelling) in spellings.iter().enumerate() {
+                text.push_str(&format!(
+                    "{{\"key\":{spelling},\"other\":{}}}\n",
+                    round * 10 + i
+                ));
+            }
+        }
+        std::fs::write(&src, &text).unwrap();
+        let calls = Calls::default();
+        let report = map_by_key_jsonl_file(
+            &src,
+            &dst,
+            compute(calls.clone()),
+            "key",
+            2,
+            &["other"],
+            Options::new(),
+        )
+        .await
+        .unwrap();
+        // 10 (four spellings), "café" (two), the long key (two), "10" (a string).
+        assert_eq!(report.calls, 4);
+        assert_eq!(calls.total(), 4);
+        let output = std::fs::read_to_string(&dst).unwrap();
+        let rows: Vec<Value> = output
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 24);
+        for (row, line) in rows.iter().zip(text.lines()) {
+            let source: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(row["key"], source["key"], "each row keeps its own spelling");
+            assert_eq!(row["other"], source["other"]);
+            // The result is the one of the key's first row.
+            let first = match &source["key"] {
+                Value::Number(_) => "f(10)".to_owned(),
+                Value::String(s) if s == "10" => "f(\"10\")".to_owned(),
+                Value::String(s) => format!("f({})", json!(s)),
+                _ => unreachable!(),
+            };
+            assert_eq!(row["result"], json!(first), "{line}");
+        }
+    });
+}
+
+#[test]
 fn a_changed_source_is_refused() {
     on_all_runtimes(|_| async {
         let (_dir, src, dst) = temp_dir();
@@ -622,5 +722,103 @@ fn a_stop_finishes_what_is_in_flight_and_the_next_run_the_rest() {
         .unwrap();
         assert_eq!(report.rows_resumed, written);
         assert_eq!(calls.total(), 100);
+    });
+}
+
+/// The `f` of tests/fixtures/make_map_by_key_fixtures.py, in Rust, counting its calls.
+fn python_fixture_f(
+    calls: Calls,
+) -> impl FnMut(Row) -> futures::future::BoxFuture<'static, io::Result<Value>> {
+    move |row: Row| {
+        let calls = calls.clone();
+        async move {
+            let key = &row["key"];
+            calls.record(key);
+            let shown = match key {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Ok(json!({
+                "label": format!("libellé {shown}"),
+                "tags": [key, "é", { "x": 1 }],
+                "first": row["n"],
+            }))
+        }
+        .boxed()
+    }
+}
+
+fn lines_as_values(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn outputs_begun_by_the_python_library_resume() {
+    // Outputs the Python library wrote (", " separators, \u00e9 escapes, kept columns before
+    // the key): cut by a kill, with holes left by a failing f, and with holes left by its
+    // cancelled calls. Each resumes into the rows of an uninterrupted run, calling f only for
+    // the keys it lacks.
+    on_all_runtimes(|_| async {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let (_dir, src, dst) = temp_dir();
+        std::fs::copy(fixtures.join("python_mbk_src.jsonl"), &src).unwrap();
+        let run = |dst: PathBuf, calls: Calls| {
+            let src = src.clone();
+            async move {
+                let f = python_fixture_f(calls);
+                map_by_key_jsonl_file(&src, &dst, f, "key", 2, &["n", "text"], Options::new())
+                    .await
+                    .unwrap()
+            }
+        };
+        let fresh_calls = Calls::default();
+        run(dst.clone(), fresh_calls.clone()).await;
+        assert_eq!(fresh_calls.total(), 6);
+        let fresh = std::fs::read_to_string(&dst).unwrap();
+        assert_eq!(fresh.lines().count(), 14);
+
+        for (fixture, resumed, called) in [
+            ("python_mbk_killed.jsonl", 7, &["\"stop\"", "3"][..]),
+            ("python_mbk_holes.jsonl", 12, &["7"][..]),
+            ("python_mbk_raised.jsonl", 10, &["\"stop\"", "3"][..]),
+        ] {
+            let path = dst.with_file_name(fixture);
+            std::fs::copy(fixtures.join(fixture), &path).unwrap();
+            let python = std::fs::read_to_string(&path).unwrap();
+            let calls = Calls::default();
+            let report = run(path.clone(), calls.clone()).await;
+            assert_eq!(report.rows_resumed, resumed, "{fixture}");
+            assert_eq!(calls.total(), called.len(), "{fixture}");
+            for key in called {
+                assert_eq!(calls.of(key), 1, "{fixture}: {key}");
+            }
+            let output = std::fs::read_to_string(&path).unwrap();
+            // The same rows as a fresh run, in source order.
+            assert_eq!(
+                lines_as_values(&output),
+                lines_as_values(&fresh),
+                "{fixture}"
+            );
+            if fixture == "python_mbk_killed.jsonl" {
+                // No hole: the Python rows stay as they are, the torn tail is cut.
+                let whole = python.rfind('\n').unwrap() + 1;
+                assert_eq!(report.torn_bytes, (python.len() - whole) as u64);
+                assert!(output.starts_with(&python[..whole]), "{fixture}");
+            }
+            // The rows of keys this crate computed are byte for byte those of a fresh run.
+            for (ours, theirs) in output.lines().zip(fresh.lines()) {
+                let key = serde_json::from_str::<Value>(ours).unwrap()["key"].to_string();
+                if called.contains(&key.as_str()) {
+                    assert_eq!(ours, theirs, "{fixture}");
+                }
+            }
+            // Done: another run calls nothing and changes nothing.
+            let again = Calls::default();
+            run(path.clone(), again.clone()).await;
+            assert_eq!(again.total(), 0, "{fixture}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), output, "{fixture}");
+        }
     });
 }

@@ -82,6 +82,35 @@ pub(crate) async fn fingerprint(path: &Path, prefix: Option<u64>) -> io::Result<
     })
 }
 
+/// The number of rows a file holds, counted as [`count_lines`](super::reader::count_lines)
+/// counts them (lines that are not blank), and the fingerprint of the whole file, as
+/// [`fingerprint`] makes it: both in one read of the file.
+pub(crate) async fn count_and_fingerprint(path: &Path) -> io::Result<(u64, (u64, u64))> {
+    let mut file = async_fs::File::open(path).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut hasher = Hasher::default();
+    let mut rows = 0;
+    // Whether the current line has a byte that is not JSON whitespace: it is a row.
+    let mut in_row = false;
+    let has_row = |bytes: &[u8]| bytes.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        hasher.write(chunk);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', chunk) {
+            rows += u64::from(in_row || has_row(&chunk[start..end]));
+            in_row = false;
+            start = end + 1;
+        }
+        in_row = in_row || has_row(&chunk[start..]);
+    }
+    Ok((rows + u64::from(in_row), hasher.finish()))
+}
+
 /// What [`fingerprint`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fingerprint {
@@ -170,6 +199,40 @@ mod tests {
         let mut other = Hasher::default();
         other.write(&data[..999]);
         assert_ne!(other.finish(), whole.finish());
+    }
+
+    #[test]
+    fn rows_are_counted_and_fingerprinted_in_one_pass() {
+        use futures::executor::block_on;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        // Lines across the 1 MiB reads, blank lines of every kind, with and without a last
+        // newline.
+        let mut big = Vec::new();
+        for i in 0..40_000 {
+            big.extend_from_slice(
+                format!("{{\"i\":{i},\"pad\":\"{}\"}}\n", "x".repeat(i % 61)).as_bytes(),
+            );
+            if i % 97 == 0 {
+                big.extend_from_slice(b" \t\r\n\n");
+            }
+        }
+        for content in [
+            &b""[..],
+            b"\n\n \n",
+            b"1\n2\n3\n",
+            b"1\n\n2\n \t\n3",
+            b"1\nnot json\n   ",
+            b"  x",
+            &big,
+            &big[..big.len() - 1],
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let (rows, whole) = block_on(count_and_fingerprint(&path)).unwrap();
+            let counted = block_on(super::super::reader::count_lines(&path)).unwrap();
+            assert_eq!(rows, counted, "{}", content.len());
+            assert_eq!(whole, block_on(fingerprint(&path, None)).unwrap().whole);
+        }
     }
 
     #[test]

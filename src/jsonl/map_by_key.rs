@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -17,10 +18,10 @@ use serde::de::DeserializeOwned;
 
 use std::borrow::Borrow;
 
-use super::files::{Bad, fingerprint, report_saved, set_len};
+use super::files::{Bad, count_and_fingerprint, report_saved, set_len};
 use super::key::KeyRef;
-use super::raw::{RowKey, object_entries, parse_source_row, raw_key};
-use super::reader::{LineReader, count_lines, line_str, malformed_json, scan_keys};
+use super::raw::{RowKey, SourceRow, object_entries, parse_source_row, raw_key};
+use super::reader::{LineReader, Malformed, line_str, malformed_json, scan_keys};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
 use crate::{fault, run_bounded};
@@ -199,9 +200,9 @@ impl Columns {
             out.push(b',');
             out.extend_from_slice(name.as_bytes());
             out.push(b':');
-            let value = match &result.overrides[i] {
-                Some(value) => value,
-                None => kept(i),
+            let value = match result.overrides.get(i) {
+                Some(Some(value)) => value,
+                _ => kept(i),
             };
             out.extend_from_slice(value.as_bytes());
         }
@@ -215,8 +216,9 @@ impl Columns {
             return Err(ErrorKind::NotAnObject);
         };
         let mut rendered = Rendered {
-            overrides: vec![None; self.keep.len()],
+            overrides: Vec::new(),
             tail: String::new(),
+            record: 0,
         };
         for (name, value) in entries {
             if name == self.key {
@@ -232,7 +234,10 @@ impl Columns {
                 }
             }
             match self.keep.iter().position(|keep| *keep == name) {
-                Some(i) => rendered.overrides[i] = Some(value.get().into()),
+                Some(i) => {
+                    rendered.overrides.resize(self.keep.len(), None);
+                    rendered.overrides[i] = Some(value.get().into());
+                }
                 None => push_column(&mut rendered.tail, &name, value.get()),
             }
         }
@@ -252,9 +257,22 @@ impl Columns {
             }
         }
         Ok(Rendered {
-            overrides: vec![None; self.keep.len()],
+            overrides: Vec::new(),
             tail,
+            record: 0,
         })
+    }
+
+    /// The key of a parsed row, which must be a scalar.
+    fn row_key<'a>(&self, key: RowKey<'a>) -> Result<KeyRef<'a>, ErrorKind> {
+        match key {
+            RowKey::Key(key) => Ok(key),
+            RowKey::Missing => Err(ErrorKind::MissingKey {
+                column: self.key.clone(),
+            }),
+            RowKey::NotScalar => Err(ErrorKind::InvalidKey),
+            RowKey::NotObject => Err(ErrorKind::NotAnObject),
+        }
     }
 
     /// Parses a source row: its key (which must be a scalar) and where its kept columns are
@@ -266,16 +284,7 @@ impl Columns {
     ) -> Result<(KeyRef<'a>, &'a str), Bad> {
         let row = parse_source_row(text, &self.key, &self.keep, kept)
             .map_err(|error| Bad::Json(malformed_json(error)))?;
-        let key = match row.key {
-            RowKey::Key(key) => key,
-            RowKey::Missing => {
-                return Err(Bad::Kind(ErrorKind::MissingKey {
-                    column: self.key.clone(),
-                }));
-            }
-            RowKey::NotScalar => return Err(Bad::Kind(ErrorKind::InvalidKey)),
-            RowKey::NotObject => return Err(Bad::Kind(ErrorKind::NotAnObject)),
-        };
+        let key = self.row_key(row.key).map_err(Bad::Kind)?;
         if let Some(i) = kept.iter().position(Option::is_none) {
             return Err(Bad::Kind(ErrorKind::MissingColumn {
                 column: self.keep[i].clone(),
@@ -297,12 +306,16 @@ fn push_column(tail: &mut String, name: &str, value: &str) {
     tail.push_str(value);
 }
 
-/// `f`'s result for a key, ready to render rows.
+/// `f`'s result for a key, ready to render rows. What a row needs is here, so that writing a
+/// row touches little memory besides it.
 struct Rendered {
-    /// Per kept column, `f`'s value for it, if `f` has that column.
+    /// Per kept column, `f`'s value for it, if `f` has that column; empty if it has none.
     overrides: Vec<Option<Box<str>>>,
     /// `f`'s other columns, each as `,"name":value`.
     tail: String,
+    /// How many side-file records must be saved before the key's rows are written, so that a
+    /// saved row always has its result saved.
+    record: u64,
 }
 
 enum State {
@@ -317,38 +330,101 @@ enum State {
 #[derive(Default)]
 struct Keys {
     index: HashMap<Key, usize>,
+    /// Keys by the raw text of a row's key column, for most lookups: one spelling per key (the
+    /// first seen that fits inline), so it holds at most one entry per key. A hit costs a hash
+    /// of the bytes and one memory access, without the key rule or a pointer to follow.
+    spellings: HashMap<Spelling, usize, BuildHasherDefault<SpellingHasher>>,
     keys: Vec<Key>,
+    /// Per key, whether it has an entry in `spellings`.
+    spelled: Vec<bool>,
     states: Vec<State>,
-    /// Per key, how many side-file records must be saved before its rows are written, so that
-    /// a saved row always has its result saved.
-    record: Vec<u64>,
     /// Per key, the source line of its first row, for errors of `f`.
     first_line: Vec<u64>,
-    /// The key found last: a key's rows tend to be together, so most lookups end here.
-    last: usize,
 }
 
 impl Keys {
-    fn find(&mut self, key: &KeyRef<'_>) -> Option<usize> {
-        let hit = self.keys.get(self.last).is_some_and(|last| {
-            let last: &KeyRef<'_> = last.borrow();
-            last == key
-        });
-        if !hit {
-            self.last = *self.index.get(key)?;
+    fn find(&self, key: &KeyRef<'_>) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// Finds the key of a row whose key column holds `raw`.
+    fn find_spelled(&mut self, key: &KeyRef<'_>, raw: &str) -> Option<usize> {
+        let spelling = Spelling::new(raw);
+        if let Some(spelling) = &spelling
+            && let Some(&k) = self.spellings.get(spelling)
+        {
+            return Some(k);
         }
-        Some(self.last)
+        let k = self.find(key)?;
+        if let Some(spelling) = spelling {
+            self.spell(k, spelling);
+        }
+        Some(k)
+    }
+
+    fn spell(&mut self, k: usize, spelling: Spelling) {
+        if !self.spelled[k] {
+            self.spellings.insert(spelling, k);
+            self.spelled[k] = true;
+        }
     }
 
     fn insert(&mut self, key: Key, state: State, first_line: u64) -> usize {
         let k = self.keys.len();
         self.index.insert(key.clone(), k);
         self.keys.push(key);
+        self.spelled.push(false);
         self.states.push(state);
-        self.record.push(0);
         self.first_line.push(first_line);
-        self.last = k;
         k
+    }
+}
+
+/// The raw text of a key column, held inline: its length, then its bytes, zero-padded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Spelling([u8; 32]);
+
+impl Spelling {
+    fn new(raw: &str) -> Option<Spelling> {
+        let len = u8::try_from(raw.len()).ok().filter(|&len| len < 32)?;
+        let mut bytes = [0u8; 32];
+        bytes[0] = len;
+        bytes[1..=raw.len()].copy_from_slice(raw.as_bytes());
+        Some(Spelling(bytes))
+    }
+}
+
+impl Hash for Spelling {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // A multiply-rotate hash of the four words: a weak hash only costs collisions.
+        let mut hash = 0u64;
+        for word in self.0.chunks_exact(8) {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            hash = (hash ^ word)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .rotate_left(29);
+        }
+        state.write_u64(hash ^ (hash >> 32));
+    }
+}
+
+/// Passes on the hash that [`Spelling`] makes.
+#[derive(Default)]
+struct SpellingHasher(u64);
+
+impl Hasher for SpellingHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -403,11 +479,8 @@ where
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
-    let total = count_lines(&paths.src).await.map_err(src_error)?;
-    let (source_bytes, source_hash) = fingerprint(&paths.src, None)
-        .await
-        .map_err(src_error)?
-        .whole;
+    let (total, (source_bytes, source_hash)) =
+        count_and_fingerprint(&paths.src).await.map_err(src_error)?;
     let header = Header {
         map_by_key: 1,
         source_bytes,
@@ -513,7 +586,7 @@ where
                         let output = serde_json::to_string(&output)
                             .map_err(|error| at(ErrorKind::Serialize).with_source(error))?;
                         let key = keys.keys[k].borrow();
-                        let rendered = columns.prepare(&output, key).map_err(at)?;
+                        let mut rendered = columns.prepare(&output, key).map_err(at)?;
                         ready!(Sink::<()>::poll_ready(Pin::new(&mut side), cx))?;
                         side.feed_with(|out| {
                             out.extend_from_slice(b"{\"key\":");
@@ -523,7 +596,7 @@ where
                             out.extend_from_slice(output.as_bytes());
                             out.push(b'}');
                         });
-                        keys.record[k] = side.rows_fed();
+                        rendered.record = side.rows_fed();
                         keys.states[k] = State::Done(rendered);
                     }
                     Err(error) => {
@@ -549,7 +622,7 @@ where
                         options.report_progress(progress);
                     }
                     State::Done(result) => {
-                        if keys.record[head.key] > side.rows_written() {
+                        if result.record > side.rows_written() {
                             ready!(Sink::<()>::poll_flush(Pin::new(&mut side), cx))?;
                         }
                         ready!(Sink::<()>::poll_ready(Pin::new(&mut writer), cx))?;
@@ -597,7 +670,7 @@ where
                         Err(error) => break 'row Err(bad(error)),
                     };
                     let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
-                    let k = match keys.find(&key) {
+                    let k = match keys.find_spelled(&key, raw_key) {
                         Some(k) => k,
                         None => {
                             // The first row of a key: it goes to `f`.
@@ -608,6 +681,9 @@ where
                                 }
                             };
                             let k = keys.insert(key.to_key(), State::Pending, number);
+                            if let Some(spelling) = Spelling::new(raw_key) {
+                                keys.spell(k, spelling);
+                            }
                             if let Some(tx) = &call_tx {
                                 // The receiver lives as long as `calls`; if the stop ended it,
                                 // the row waits in vain, and the run ends before it.
@@ -619,7 +695,7 @@ where
                     match &keys.states[k] {
                         // Nothing waits before this row, and its result is saved: write it.
                         State::Done(result)
-                            if window.is_empty() && keys.record[k] <= side.rows_written() =>
+                            if window.is_empty() && result.record <= side.rows_written() =>
                         {
                             writer.feed_with(|out| columns.render(out, raw_key, kept_text, result));
                         }
@@ -682,6 +758,17 @@ where
     Ok(report)
 }
 
+/// Parses a line as JSON, lending its text, its key and the raw text of its key column.
+fn parse_key<'a>(
+    bytes: &'a [u8],
+    key_column: &str,
+    no_columns: &mut Vec<Option<Range<usize>>>,
+) -> Result<(&'a str, SourceRow<'a>), Malformed> {
+    let text = line_str(bytes)?;
+    let row = parse_source_row(text, key_column, &[], no_columns).map_err(malformed_json)?;
+    Ok((text, row))
+}
+
 /// What the walk over an existing output found.
 struct Walk {
     /// Rows of the output, each matched to a source row.
@@ -692,65 +779,96 @@ struct Walk {
     torn_bytes: u64,
 }
 
-/// Validates the existing output, then walks it beside the source: each output row must be the
+/// Walks the existing output beside the source, in one pass: each output row must be the
 /// output of the next source row with its key. Takes the results of keys that the side file
 /// lacks (an output begun by the Python library) from the rows. Leaves `source` just after the
-/// last source row matched.
+/// last source row matched. Validates the output as [`scan_keys`] does: a last line without
+/// its newline, or malformed lines with no valid line after them, are a torn tail to cut; a
+/// malformed line before a valid one is [`ErrorKind::Corrupt`].
 async fn walk_output(
     paths: &Paths,
     columns: &Columns,
     keys: &mut Keys,
     source: &mut LineReader<async_fs::File>,
 ) -> Result<Walk, Error> {
-    let scan = scan_keys(&paths.dst, &columns.key, |_, _| Ok(())).await?;
-    let mut walk = Walk {
-        rows: 0,
-        hole: false,
-        valid_len: scan.valid_len,
-        torn_bytes: scan.torn_bytes,
-    };
     let dst_error = |error: io::Error| Error::from(error).with_path(&paths.dst);
     let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
     let mut output = LineReader::new(async_fs::File::open(&paths.dst).await.map_err(dst_error)?);
-    let mut kept = Vec::new();
+    let mut walk = Walk {
+        rows: 0,
+        hole: false,
+        valid_len: 0,
+        torn_bytes: 0,
+    };
+    // The first malformed line, while we look for a valid line after it.
+    let mut malformed: Option<(u64, Malformed)> = None;
+    let mut no_columns = Vec::new();
     while let Some(line) = output.next_line().await.map_err(dst_error)? {
-        if line.offset >= scan.valid_len {
+        if !line.terminated {
+            // Never valid: the writer writes a row and its newline at once. It is the last.
             break;
         }
         if line.is_blank() {
+            if malformed.is_none() {
+                walk.valid_len = line.end_offset();
+            }
             continue;
         }
         let number = line.number;
-        let at = |kind: ErrorKind| Error::new(kind).with_path(&paths.dst).with_line(number);
-        let text = line_str(line.bytes).map_err(|m| Bad::Json(m).at(&paths.dst, number))?;
-        let (key, _) = Columns::new(&columns.key, &[])
-            .parse(text, &mut kept)
-            .map_err(|bad| bad.at(&paths.dst, number))?;
+        let (text, row) = match parse_key(line.bytes, &columns.key, &mut no_columns) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                malformed.get_or_insert((number, error));
+                continue;
+            }
+        };
+        if let Some((number, malformed)) = malformed.take() {
+            return Err(malformed
+                .into_error(|column| ErrorKind::Corrupt { column })
+                .with_path(&paths.dst)
+                .with_line(number));
+        }
+        walk.valid_len = line.end_offset();
+        let key = columns
+            .row_key(row.key)
+            .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
         // The next source row with this key; the rows passed over have no output (a hole).
         loop {
             let Some(src_line) = source.next_line().await.map_err(src_error)? else {
-                return Err(at(ErrorKind::SourceChanged));
+                return Err(Error::new(ErrorKind::SourceChanged)
+                    .with_path(&paths.dst)
+                    .with_line(number));
             };
             if src_line.is_blank() {
                 continue;
             }
             let src_number = src_line.number;
-            let src_text =
-                line_str(src_line.bytes).map_err(|m| Bad::Json(m).at(&paths.src, src_number))?;
-            let (src_key, _) = columns
-                .parse(src_text, &mut kept)
-                .map_err(|bad| bad.at(&paths.src, src_number))?;
+            let (_, src_row) = parse_key(src_line.bytes, &columns.key, &mut no_columns)
+                .map_err(|malformed| Bad::Json(malformed).at(&paths.src, src_number))?;
+            // The same text is the same key; else the key rule decides.
+            if src_row.raw_key == row.raw_key {
+                break;
+            }
+            let src_key = columns
+                .row_key(src_row.key)
+                .map_err(|kind| Error::new(kind).with_path(&paths.src).with_line(src_number))?;
             if src_key == key {
                 break;
             }
             walk.hole = true;
         }
         walk.rows += 1;
-        if keys.find(&key).is_none() {
-            let rendered = columns.read_back(text).map_err(at)?;
-            keys.insert(key.to_key(), State::Done(rendered), 0);
+        if keys.find_spelled(&key, row.raw_key).is_none() {
+            let rendered = columns
+                .read_back(text)
+                .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
+            let k = keys.insert(key.to_key(), State::Done(rendered), 0);
+            if let Some(spelling) = Spelling::new(row.raw_key) {
+                keys.spell(k, spelling);
+            }
         }
     }
+    walk.torn_bytes = output.offset() - walk.valid_len;
     Ok(walk)
 }
 
