@@ -190,7 +190,15 @@ fn random_sigkills_then_a_full_run() {
             let calls_before = calls(dir.path()).len();
             // Some runs fail on two rows, so that later runs rewrite.
             let mut child = spawn(dir.path(), run, None, run % 4 == 1);
-            std::thread::sleep(Duration::from_micros(fastrand::u64(2_000..60_000)));
+            // Time the kill from the child's first call of `f`, so that a slow start (a loaded
+            // machine) does not take the window. A child with nothing to do is killed anyway.
+            for _ in 0..200 {
+                if calls(dir.path()).len() > calls_before || child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_micros(fastrand::u64(0..40_000)));
             child.kill().unwrap();
             child.wait().unwrap();
             check_prefix(dir.path());

@@ -159,8 +159,18 @@ fn random_sigkills_then_a_full_run() {
                 // Finished: start again, so that every kill can land in the middle of a run.
                 std::fs::remove_file(&path).unwrap();
             }
+            let len_before = std::fs::metadata(&path).map_or(0, |m| m.len());
             let mut child = spawn_child(&path, run, None);
-            std::thread::sleep(Duration::from_micros(fastrand::u64(2_000..60_000)));
+            // Time the kill from the child's first write, so that a slow start (a loaded
+            // machine) does not take the window. A child that writes nothing is killed anyway.
+            for _ in 0..200 {
+                let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+                if len > len_before || child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_micros(fastrand::u64(0..40_000)));
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
             let (counts, tail) = check_invariant(&path);
