@@ -52,11 +52,18 @@ mod batches;
 mod bounded;
 mod fault;
 pub mod jsonl;
+mod spawn;
 mod stop;
+mod variants;
 
 pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
 pub use bounded::{BoundedStreamExt, BoundedUnordered, LimitHandle, run_bounded};
+pub use spawn::{
+    SpawnEach, SpawnEachLocal, run_bounded_spawn, run_bounded_spawn_local, spawn_each,
+    spawn_each_local,
+};
 pub use stop::{StopHandle, Stopped};
+pub use variants::BoundedVariantsExt;
 
 // The README's examples run as doc tests.
 #[cfg(doctest)]

@@ -1,0 +1,135 @@
+//! The extension trait of the variants of `run_bounded`: spawn mode, the `for_each` shape,
+//! the graceful stop, the ordered and the fallible variants.
+
+use std::future::Future;
+
+use futures::stream::Stream;
+use futures::task::{LocalSpawn, Spawn};
+
+use crate::BoundedUnordered;
+use crate::spawn::{self, SpawnEach, SpawnEachLocal};
+
+/// An extension trait that adds the variants of
+/// [`run_bounded`](crate::BoundedStreamExt::run_bounded) to every stream of futures: spawn
+/// mode, the `for_each` shape, the graceful stop, ordered and fallible outputs.
+///
+/// Named so that it never clashes with `futures::StreamExt`. Each method is also a free
+/// function of the same name, whose docs tell the full story.
+pub trait BoundedVariantsExt: Stream {
+    /// Runs the futures of this stream as tasks of `spawner`, with at most `limit` in flight.
+    /// See [`run_bounded_spawn`](crate::run_bounded_spawn).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `limit` is 0; see [`run_bounded_spawn`](crate::run_bounded_spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::BoundedVariantsExt;
+    /// use futures::executor::LocalPool;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// let mut pool = LocalPool::new();
+    /// let outputs = stream::iter(0..8).map(|n| async move { n }).run_bounded_spawn(2, pool.spawner());
+    /// assert_eq!(pool.run_until(outputs.count()), 8);
+    /// ```
+    #[track_caller]
+    fn run_bounded_spawn<Sp>(
+        self,
+        limit: usize,
+        spawner: Sp,
+    ) -> BoundedUnordered<SpawnEach<Self, Sp>>
+    where
+        Self: Sized,
+        Self::Item: Future + Send + 'static,
+        <Self::Item as Future>::Output: Send + 'static,
+        Sp: Spawn,
+    {
+        spawn::run_bounded_spawn(self, limit, spawner)
+    }
+
+    /// Runs the futures of this stream, which need not be `Send`, as tasks of `spawner`, with
+    /// at most `limit` in flight. See
+    /// [`run_bounded_spawn_local`](crate::run_bounded_spawn_local).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `limit` is 0; see [`run_bounded_spawn`](crate::run_bounded_spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::BoundedVariantsExt;
+    /// use futures::executor::LocalPool;
+    /// use futures::stream::{self, StreamExt};
+    /// use std::rc::Rc;
+    ///
+    /// let mut pool = LocalPool::new();
+    /// let tasks = stream::iter(0..8).map(|n| async move { Rc::new(n) });
+    /// let outputs = tasks.run_bounded_spawn_local(2, pool.spawner());
+    /// assert_eq!(pool.run_until(outputs.count()), 8);
+    /// ```
+    #[track_caller]
+    fn run_bounded_spawn_local<Sp>(
+        self,
+        limit: usize,
+        spawner: Sp,
+    ) -> BoundedUnordered<SpawnEachLocal<Self, Sp>>
+    where
+        Self: Sized,
+        Self::Item: Future + 'static,
+        Sp: LocalSpawn,
+    {
+        spawn::run_bounded_spawn_local(self, limit, spawner)
+    }
+
+    /// Spawns each future of this stream on `spawner` as it is pulled, yielding handles to
+    /// their outputs. See [`spawn_each`](crate::spawn_each).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::{BoundedStreamExt, BoundedVariantsExt};
+    /// use futures::executor::LocalPool;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// let mut pool = LocalPool::new();
+    /// let outputs = stream::iter(0..8).map(|n| async move { n }).spawn_each(pool.spawner());
+    /// assert_eq!(pool.run_until(outputs.run_bounded(3).count()), 8);
+    /// ```
+    fn spawn_each<Sp>(self, spawner: Sp) -> SpawnEach<Self, Sp>
+    where
+        Self: Sized,
+        Self::Item: Future + Send + 'static,
+        <Self::Item as Future>::Output: Send + 'static,
+        Sp: Spawn,
+    {
+        spawn::spawn_each(self, spawner)
+    }
+
+    /// Spawns each future of this stream, which need not be `Send`, on `spawner` as it is
+    /// pulled. See [`spawn_each_local`](crate::spawn_each_local).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::{BoundedStreamExt, BoundedVariantsExt};
+    /// use futures::executor::LocalPool;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// let mut pool = LocalPool::new();
+    /// let outputs = stream::iter(0..8).map(|n| async move { n }).spawn_each_local(pool.spawner());
+    /// assert_eq!(pool.run_until(outputs.run_bounded(3).count()), 8);
+    /// ```
+    fn spawn_each_local<Sp>(self, spawner: Sp) -> SpawnEachLocal<Self, Sp>
+    where
+        Self: Sized,
+        Self::Item: Future + 'static,
+        Sp: LocalSpawn,
+    {
+        spawn::spawn_each_local(self, spawner)
+    }
+}
+
+impl<S: Stream + ?Sized> BoundedVariantsExt for S {}
