@@ -51,6 +51,8 @@
 mod batches;
 mod bounded;
 mod fault;
+mod for_each;
+mod gate;
 pub mod jsonl;
 mod spawn;
 mod stop;
@@ -58,6 +60,7 @@ mod variants;
 
 pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
 pub use bounded::{BoundedStreamExt, BoundedUnordered, LimitHandle, run_bounded};
+pub use for_each::{ForEachBounded, for_each_bounded};
 pub use spawn::{
     SpawnEach, SpawnEachLocal, run_bounded_spawn, run_bounded_spawn_local, spawn_each,
     spawn_each_local,

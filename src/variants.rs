@@ -7,6 +7,7 @@ use futures::stream::Stream;
 use futures::task::{LocalSpawn, Spawn};
 
 use crate::BoundedUnordered;
+use crate::for_each::{self, ForEachBounded};
 use crate::spawn::{self, SpawnEach, SpawnEachLocal};
 
 /// An extension trait that adds the variants of
@@ -129,6 +130,43 @@ pub trait BoundedVariantsExt: Stream {
         Sp: LocalSpawn,
     {
         spawn::spawn_each_local(self, spawner)
+    }
+
+    /// Runs the futures of this stream with at most `limit` in flight, and `body` on each
+    /// output, one at a time, while the futures in flight keep running. See
+    /// [`for_each_bounded`](crate::for_each_bounded).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `limit` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::BoundedVariantsExt;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let mut seen = Vec::new();
+    /// stream::iter(0..5)
+    ///     .map(|n| async move { n })
+    ///     .for_each_bounded(2, |n| {
+    ///         seen.push(n);
+    ///         async {}
+    ///     })
+    ///     .await;
+    /// assert_eq!(seen.len(), 5);
+    /// # });
+    /// ```
+    #[track_caller]
+    fn for_each_bounded<Fut, F>(self, limit: usize, body: F) -> ForEachBounded<Self, Fut, F>
+    where
+        Self: Sized,
+        Self::Item: Future,
+        F: FnMut(<Self::Item as Future>::Output) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        for_each::for_each_bounded(self, limit, body)
     }
 }
 
