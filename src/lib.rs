@@ -56,6 +56,7 @@ mod gate;
 pub mod jsonl;
 mod spawn;
 mod stop;
+mod until_stopped;
 mod variants;
 
 pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
@@ -66,6 +67,7 @@ pub use spawn::{
     spawn_each_local,
 };
 pub use stop::{StopHandle, Stopped};
+pub use until_stopped::{UntilStopped, until_stopped};
 pub use variants::BoundedVariantsExt;
 
 // The README's examples run as doc tests.

@@ -7,8 +7,10 @@ use futures::stream::Stream;
 use futures::task::{LocalSpawn, Spawn};
 
 use crate::BoundedUnordered;
+use crate::StopHandle;
 use crate::for_each::{self, ForEachBounded};
 use crate::spawn::{self, SpawnEach, SpawnEachLocal};
+use crate::until_stopped::{self, UntilStopped};
 
 /// An extension trait that adds the variants of
 /// [`run_bounded`](crate::BoundedStreamExt::run_bounded) to every stream of futures: spawn
@@ -167,6 +169,29 @@ pub trait BoundedVariantsExt: Stream {
         Fut: Future<Output = ()>,
     {
         for_each::for_each_bounded(self, limit, body)
+    }
+
+    /// Ends this source as soon as `stop` is stopped: the graceful stop of the bounded
+    /// adapters put over it. See [`until_stopped`](crate::until_stopped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::{BoundedStreamExt, BoundedVariantsExt, StopHandle};
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stop = StopHandle::new();
+    /// stop.stop();
+    /// let tasks = stream::iter(0..).map(|n| async move { n }).until_stopped(&stop);
+    /// assert_eq!(tasks.run_bounded(4).count().await, 0);
+    /// # });
+    /// ```
+    fn until_stopped(self, stop: &StopHandle) -> UntilStopped<Self>
+    where
+        Self: Sized,
+    {
+        until_stopped::until_stopped(self, stop)
     }
 }
 
