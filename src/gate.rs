@@ -43,11 +43,6 @@ impl GateState {
     pub(crate) fn release(&self, n: usize) {
         self.released.fetch_add(n, Ordering::Relaxed);
     }
-
-    /// Takes back a [`release`](GateState::release) (for an output put back after a panic).
-    pub(crate) fn unrelease(&self, n: usize) {
-        self.released.fetch_sub(n, Ordering::Relaxed);
-    }
 }
 
 pin_project! {

@@ -54,6 +54,7 @@ mod fault;
 mod for_each;
 mod gate;
 pub mod jsonl;
+mod ordered;
 mod spawn;
 mod stop;
 mod until_stopped;
@@ -62,6 +63,7 @@ mod variants;
 pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
 pub use bounded::{BoundedStreamExt, BoundedUnordered, LimitHandle, run_bounded};
 pub use for_each::{ForEachBounded, for_each_bounded};
+pub use ordered::{BoundedOrdered, run_bounded_ordered};
 pub use spawn::{
     SpawnEach, SpawnEachLocal, run_bounded_spawn, run_bounded_spawn_local, spawn_each,
     spawn_each_local,

@@ -9,6 +9,7 @@ use futures::task::{LocalSpawn, Spawn};
 use crate::BoundedUnordered;
 use crate::StopHandle;
 use crate::for_each::{self, ForEachBounded};
+use crate::ordered::{self, BoundedOrdered};
 use crate::spawn::{self, SpawnEach, SpawnEachLocal};
 use crate::until_stopped::{self, UntilStopped};
 
@@ -192,6 +193,38 @@ pub trait BoundedVariantsExt: Stream {
         Self: Sized,
     {
         until_stopped::until_stopped(self, stop)
+    }
+
+    /// Runs the futures of this stream with at most `limit` in flight, yielding their
+    /// outputs in source order. Outputs waiting for an earlier one count against the limit.
+    /// See [`run_bounded_ordered`](crate::run_bounded_ordered).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `limit` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::BoundedVariantsExt;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let outputs: Vec<u32> = stream::iter([3, 1, 2])
+    ///     .map(|n| async move { n })
+    ///     .run_bounded_ordered(2)
+    ///     .collect()
+    ///     .await;
+    /// assert_eq!(outputs, [3, 1, 2]);
+    /// # });
+    /// ```
+    #[track_caller]
+    fn run_bounded_ordered(self, limit: usize) -> BoundedOrdered<Self>
+    where
+        Self: Sized,
+        Self::Item: Future,
+    {
+        ordered::run_bounded_ordered(self, limit)
     }
 }
 
