@@ -50,6 +50,7 @@
 
 mod batches;
 mod bounded;
+mod fallible;
 mod fault;
 mod for_each;
 mod gate;
@@ -62,6 +63,7 @@ mod variants;
 
 pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
 pub use bounded::{BoundedStreamExt, BoundedUnordered, LimitHandle, run_bounded};
+pub use fallible::{TryBoundedUnordered, try_run_bounded};
 pub use for_each::{ForEachBounded, for_each_bounded};
 pub use ordered::{BoundedOrdered, run_bounded_ordered};
 pub use spawn::{

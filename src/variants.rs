@@ -3,11 +3,13 @@
 
 use std::future::Future;
 
+use futures::TryFuture;
 use futures::stream::Stream;
 use futures::task::{LocalSpawn, Spawn};
 
 use crate::BoundedUnordered;
 use crate::StopHandle;
+use crate::fallible::{self, TryBoundedUnordered};
 use crate::for_each::{self, ForEachBounded};
 use crate::ordered::{self, BoundedOrdered};
 use crate::spawn::{self, SpawnEach, SpawnEachLocal};
@@ -225,6 +227,37 @@ pub trait BoundedVariantsExt: Stream {
         Self::Item: Future,
     {
         ordered::run_bounded_ordered(self, limit)
+    }
+
+    /// Runs the futures of this stream, which return `Result`, with at most `limit` in
+    /// flight, and stops at the first error. See [`try_run_bounded`](crate::try_run_bounded).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `limit` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::BoundedVariantsExt;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let outputs: Vec<Result<u32, ()>> = stream::iter(0..5)
+    ///     .map(|n| async move { Ok(n) })
+    ///     .try_run_bounded(2)
+    ///     .collect()
+    ///     .await;
+    /// assert_eq!(outputs.len(), 5);
+    /// # });
+    /// ```
+    #[track_caller]
+    fn try_run_bounded(self, limit: usize) -> TryBoundedUnordered<Self>
+    where
+        Self: Sized,
+        Self::Item: TryFuture,
+    {
+        fallible::try_run_bounded(self, limit)
     }
 }
 
