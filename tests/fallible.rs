@@ -96,7 +96,7 @@ fn by_default_the_error_comes_at_once_and_the_rest_is_dropped() {
         assert_eq!(outputs.next().await, Some(Err("job 0 failed".to_string())));
         // Jobs 1 to 3 were dropped without finishing, right away.
         let mut dropped: Vec<u32> = Vec::new();
-        while let Ok(Some(n)) = setup.dropped.try_next() {
+        while let Ok(n) = setup.dropped.try_recv() {
             dropped.push(n);
         }
         dropped.sort();
@@ -129,7 +129,7 @@ fn on_request_the_futures_in_flight_finish_and_the_error_comes_last() {
         assert_eq!(last, Some(Err("job 0 failed".to_string())));
         assert_eq!(setup.pulled.load(Ordering::SeqCst), 4);
         let mut dropped = Vec::new();
-        while let Ok(Some(n)) = setup.dropped.try_next() {
+        while let Ok(n) = setup.dropped.try_recv() {
             dropped.push(n);
         }
         dropped.sort();
