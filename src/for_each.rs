@@ -173,13 +173,33 @@ where
         loop {
             let mut progressed = false;
             if !*this.outputs_done {
+                // An output that goes straight into an idle body never waits: it leaves the
+                // count now, so that the adapter refills its slot before handing it over, as
+                // `run_bounded` does. Taken back if no output comes.
+                let straight = this.body.is_none() && this.queue.is_empty();
+                if straight {
+                    this.gate.release(1);
+                }
                 match this.outputs.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(output)) if straight => {
+                        this.body.set(Some((this.f)(output)));
+                        progressed = true;
+                    }
                     Poll::Ready(Some(output)) => {
                         this.queue.push_back(output);
                         progressed = true;
                     }
-                    Poll::Ready(None) => *this.outputs_done = true,
-                    Poll::Pending => {}
+                    Poll::Ready(None) => {
+                        if straight {
+                            this.gate.unrelease(1);
+                        }
+                        *this.outputs_done = true;
+                    }
+                    Poll::Pending => {
+                        if straight {
+                            this.gate.unrelease(1);
+                        }
+                    }
                 }
             }
             if this.body.is_none()

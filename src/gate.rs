@@ -43,6 +43,12 @@ impl GateState {
     pub(crate) fn release(&self, n: usize) {
         self.released.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Takes back a [`release`](GateState::release) made ahead of time for an output that did
+    /// not come.
+    pub(crate) fn unrelease(&self, n: usize) {
+        self.released.fetch_sub(n, Ordering::Relaxed);
+    }
 }
 
 pin_project! {
@@ -72,14 +78,14 @@ impl<S: Stream> Stream for Gate<S> {
         let this = self.project();
         if let Some(handle) = this.state.limit.get() {
             let released = this.state.released.load(Ordering::Relaxed);
-            if this.pulled.wrapping_sub(released) >= handle.limit() {
+            if this.pulled.saturating_sub(released) >= handle.limit() {
                 // Closed; the owner polls again once it releases (see the module docs).
                 return Poll::Pending;
             }
         }
         let item = ready!(this.source.poll_next(cx));
         if item.is_some() {
-            *this.pulled = this.pulled.wrapping_add(1);
+            *this.pulled += 1;
         }
         Poll::Ready(item)
     }

@@ -60,7 +60,9 @@ fn every_output_goes_through_one_body_at_a_time_within_the_limit() {
         assert_eq!(seen, (0..30).collect::<Vec<_>>());
         assert_eq!(counts.max_bodies_running.load(Ordering::SeqCst), 1);
         let ahead = counts.max_ahead.load(Ordering::SeqCst);
-        assert!(ahead <= limit, "{ahead} pulled ahead of the bodies");
+        // A slot is refilled just before its output goes to an idle body (as `run_bounded`
+        // refills before returning), so that output is the only one beyond the limit.
+        assert!(ahead <= limit + 1, "{ahead} pulled ahead of the bodies");
         assert!(ahead >= limit, "{ahead}: the limit was never reached");
     });
 }
