@@ -14,7 +14,8 @@
 //! Two kinds of future: ready at once, and one that wakes its own waker and is pending once.
 //! `cargo bench --bench variants` prints a Markdown table of the median nanoseconds per future
 //! and the median ratio of abstractions' time to futures-buffered's in the same round.
-//! `BENCH_QUICK=1` runs fewer rounds. Without `--bench` (as `cargo test --all-targets` runs
+//! `BENCH_QUICK=1` runs fewer rounds; `BENCH_GROUP=ordered` (or `fallible`, `for_each`)
+//! measures one group. Without `--bench` (as `cargo test --all-targets` runs
 //! it) it runs a smoke version on 1,000 futures.
 
 use std::future::{Future, Ready};
@@ -230,7 +231,12 @@ fn main() {
     let limits = [1, 16, 256];
     let started = Instant::now();
     let mut rows = Vec::new();
-    for group in [Group::Ordered, Group::Fallible, Group::ForEach] {
+    // `BENCH_GROUP=ordered` (or fallible, for_each) measures one group only.
+    let only = std::env::var("BENCH_GROUP").ok();
+    let groups = [Group::Ordered, Group::Fallible, Group::ForEach]
+        .into_iter()
+        .filter(|group| only.as_deref().is_none_or(|only| only == group.name()));
+    for group in groups {
         for kind in [Kind::Ready, Kind::YieldOnce] {
             for limit in limits {
                 if bench {

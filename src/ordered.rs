@@ -1,14 +1,14 @@
 //! The ordered variant: outputs in source order, with finished outputs that wait for an
 //! earlier one counted against the limit.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
-use std::thread;
 
 use futures::stream::{FusedStream, Stream};
 use pin_project_lite::pin_project;
@@ -119,15 +119,25 @@ pin_project! {
     }
 }
 
+/// The payload of a panic, held until its turn. In a `Mutex` (never contended) so that the
+/// stream stays `Sync`.
+struct Panic(Mutex<Box<dyn Any + Send>>);
+
+impl Panic {
+    fn resume(self) -> ! {
+        panic::resume_unwind(self.0.into_inner().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 impl<F: Future> Future for IndexedFuture<F> {
-    type Output = (u64, thread::Result<F::Output>);
+    type Output = (u64, Result<F::Output, Panic>);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match panic::catch_unwind(AssertUnwindSafe(|| this.future.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => Poll::Ready((*this.index, Ok(output))),
-            Err(payload) => Poll::Ready((*this.index, Err(payload))),
+            Err(payload) => Poll::Ready((*this.index, Err(Panic(Mutex::new(payload))))),
         }
     }
 }
@@ -148,7 +158,7 @@ pin_project! {
         inner: BoundedUnordered<Gate<Indexed<S>>>,
         gate: Arc<GateState>,
         // Place `i` holds the output of future `next + i` once it finished.
-        waiting: VecDeque<Option<thread::Result<Output<S>>>>,
+        waiting: VecDeque<Option<Result<Output<S>, Panic>>>,
         next: u64,
         // The finished outputs in `waiting`.
         held: usize,
@@ -255,7 +265,7 @@ where
                 }
                 return Poll::Ready(Some(match output {
                     Ok(output) => output,
-                    Err(payload) => panic::resume_unwind(payload),
+                    Err(panic) => panic.resume(),
                 }));
             }
             if *this.inner_done {

@@ -138,3 +138,9 @@ fn a_lowered_limit_is_followed() {
         assert!(max.load(Ordering::SeqCst) <= 2);
     });
 }
+
+#[test]
+#[should_panic(expected = "`limit` must be greater than 0")]
+fn a_zero_limit_panics() {
+    let _ = run_bounded_ordered(stream::iter([async { 1 }]), 0);
+}

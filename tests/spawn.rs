@@ -205,3 +205,32 @@ fn local_spawn_runs_futures_that_are_not_send() {
     );
     assert_eq!(sum(outputs), 190);
 }
+
+/// A spawner whose executor was shut down.
+struct ShutDown;
+
+impl futures::task::Spawn for ShutDown {
+    fn spawn_obj(
+        &self,
+        _future: futures::future::FutureObj<'static, ()>,
+    ) -> Result<(), futures::task::SpawnError> {
+        Err(futures::task::SpawnError::shutdown())
+    }
+}
+
+#[test]
+fn a_refused_spawn_panics_with_a_clear_message() {
+    let tasks = stream::iter(0..3u32).map(|n| async move { n });
+    let mut outputs = run_bounded_spawn(tasks, 2, ShutDown);
+    let payload = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        futures::executor::block_on(outputs.next())
+    }))
+    .unwrap_err();
+    let message = payload
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(
+        message.starts_with("the executor refused to spawn a task"),
+        "{message}"
+    );
+}
