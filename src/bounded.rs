@@ -275,12 +275,24 @@ impl<F: Future> Slots<F> {
             Ok(poll) => poll,
             Err(payload) => {
                 self.finish(index);
+                self.mark_running();
                 panic::resume_unwind(payload);
             }
         };
         if let Poll::Ready(output) = poll {
             self.finish(index);
             self.ready.push_back(output);
+        }
+    }
+
+    /// Marks every slot that holds a future ready. A panic unwinds out of `poll_woken` with
+    /// the marks it had taken but not yet polled; marking every running slot again (a spurious
+    /// poll is harmless) makes sure no wake-up is lost and the stream stays usable.
+    fn mark_running(&self) {
+        for (index, slot) in self.slots.iter().enumerate() {
+            if slot.future.is_some() {
+                self.groups[index / GROUP_SLOTS].mark(index % GROUP_SLOTS);
+            }
         }
     }
 

@@ -34,12 +34,80 @@
 //! assert_eq!(sizes, [2, 2, 2, 2, 2]);
 //! ```
 //!
-//! # The one pitfall
+//! # The one pitfall, and its two cures
 //!
 //! Like every combinator of `futures`, the futures inside [`run_bounded`] make progress only
 //! while its stream is polled: a consumer that awaits something slow between two items stalls
-//! every future in flight. Keep the loop body quick, or move the slow part into the futures
-//! themselves. See [`run_bounded`] for the pattern.
+//! every future in flight (futures-rs issue 2387). Keep the loop body quick, or move the slow
+//! part into the futures themselves (see [`run_bounded`]), or take one of two cures.
+//!
+//! [`for_each_bounded`] polls the loop body and the futures in flight together, so a slow body
+//! does not stall them; it needs no executor:
+//!
+//! ```
+//! use abstractions::BoundedVariantsExt;
+//! use futures::stream::{self, StreamExt};
+//!
+//! # futures::executor::block_on(async {
+//! async fn fetch(id: u32) -> u32 { id * 2 }
+//! async fn save(_answer: u32) { /* slow: a disk, a rate-limited upload */ }
+//!
+//! stream::iter(0..100).map(fetch).for_each_bounded(8, save).await;
+//! # });
+//! ```
+//!
+//! Spawn mode, [`run_bounded_spawn`], runs each future as a task of an executor handed in
+//! through `futures::task::Spawn` (or [`run_bounded_spawn_local`] and `LocalSpawn`), so the
+//! futures run whatever the consumer does. The limit, the lazy pull and the [`LimitHandle`]
+//! hold as in the default mode; dropping the stream cancels the tasks. tokio and smol need a
+//! few-line wrapper, shown in [`run_bounded_spawn`]'s docs:
+//!
+//! ```
+//! use abstractions::BoundedVariantsExt;
+//! use futures::executor::LocalPool;
+//! use futures::stream::{self, StreamExt};
+//!
+//! let mut pool = LocalPool::new();
+//! let answers = stream::iter(0..100u32)
+//!     .map(|id| async move { id * 2 })
+//!     .run_bounded_spawn(8, pool.spawner());
+//! assert_eq!(pool.run_until(answers.count()), 100);
+//! ```
+//!
+//! # Stopping, order and errors
+//!
+//! [`until_stopped`] ends a source when a [`StopHandle`] is stopped (from a Ctrl-C handler,
+//! say): nothing more is pulled, the futures in flight finish and their outputs come out, then
+//! the stream ends. [`run_bounded_ordered`] yields outputs in source order; the outputs that
+//! wait for an earlier one count against the limit, so memory stays bounded by it.
+//! [`try_run_bounded`] is for futures that return `Result`: it pulls nothing after the first
+//! error, and yields the error at once (or, with
+//! [`finish_in_flight_on_error`](TryBoundedUnordered::finish_in_flight_on_error), after the
+//! outputs of the futures in flight). They combine: spawn mode is a source ([`spawn_each`]),
+//! and so is the stop.
+//!
+//! ```
+//! use abstractions::{BoundedVariantsExt, StopHandle};
+//! use futures::stream::{self, StreamExt};
+//!
+//! # futures::executor::block_on(async {
+//! let stop = StopHandle::new(); // stop.stop() from a Ctrl-C handler
+//! let in_order: Vec<u32> = stream::iter(0..10)
+//!     .map(|n| async move { n * n })
+//!     .until_stopped(&stop)
+//!     .run_bounded_ordered(4)
+//!     .collect()
+//!     .await;
+//! assert_eq!(in_order, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+//!
+//! let outputs: Vec<Result<u32, u32>> = stream::iter(0..10)
+//!     .map(|n| async move { if n == 5 { Err(n) } else { Ok(n) } })
+//!     .try_run_bounded(4)
+//!     .collect()
+//!     .await;
+//! assert_eq!(outputs.last(), Some(&Err(5))); // nothing after the first error
+//! # });
+//! ```
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -50,13 +118,29 @@
 
 mod batches;
 mod bounded;
+mod fallible;
 mod fault;
+mod for_each;
+mod gate;
 pub mod jsonl;
+mod ordered;
+mod spawn;
 mod stop;
+mod until_stopped;
+mod variants;
 
 pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
 pub use bounded::{BoundedStreamExt, BoundedUnordered, LimitHandle, run_bounded};
+pub use fallible::{TryBoundedUnordered, try_run_bounded};
+pub use for_each::{ForEachBounded, for_each_bounded};
+pub use ordered::{BoundedOrdered, run_bounded_ordered};
+pub use spawn::{
+    SpawnEach, SpawnEachLocal, run_bounded_spawn, run_bounded_spawn_local, spawn_each,
+    spawn_each_local,
+};
 pub use stop::{StopHandle, Stopped};
+pub use until_stopped::{UntilStopped, until_stopped};
+pub use variants::BoundedVariantsExt;
 
 // The README's examples run as doc tests.
 #[cfg(doctest)]

@@ -1,6 +1,8 @@
 //! Test support shared by every integration test: one body, every runtime, and a watchdog.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod spawners;
+
 use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
