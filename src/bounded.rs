@@ -6,8 +6,12 @@
 //! most one future and is reused for every future that runs in it (`Pin::set`), and a waker
 //! made once for that slot. Waking a slot's waker sets the slot's bit in a two-level atomic
 //! bitmap (a summary word over 64 words of 64 bits, per group of 4,096 slots), and wakes the
-//! consumer only when the group goes from nothing ready to something ready. The adapter takes
-//! ready slots a word at a time, so a wake-up costs O(1) and no scan over in-flight futures.
+//! consumer only when the group goes from nothing ready to something ready and the consumer is
+//! asleep (its last `poll_next` returned `Pending`). The adapter takes ready slots a word at a
+//! time, starting each pass where the last one stopped so that low slots cannot starve high
+//! ones, so a wake-up costs O(1) and no scan over in-flight futures. A future woken while the
+//! adapter is working (for instance by itself) is polled again in the same `poll_next`, within
+//! its budget, without a round trip through the executor.
 //! Outputs finished but not yet handed to the consumer wait in a queue that counts against the
 //! limit. Everything here is safe code.
 
@@ -15,10 +19,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::stream::{FusedStream, Stream};
@@ -142,11 +145,28 @@ impl<S: Stream + ?Sized> BoundedStreamExt for S {}
 
 /// What the adapter shares with slot wakers and [`LimitHandle`]s.
 struct Shared {
-    /// The consumer's waker.
+    /// The consumer's waker, registered when `poll_next` is about to return `Pending`.
     waker: AtomicWaker,
+    /// Set when `poll_next` is about to return `Pending` (after registering `waker` and before
+    /// its last look at the bitmap and the limit); taken by the first wake-up after that, which
+    /// then wakes `waker`. While the consumer is working, wake-ups only set bits, which it
+    /// looks at before it sleeps: no waker traffic for a future that wakes itself.
+    asleep: AtomicBool,
     limit: AtomicUsize,
     /// Published by the adapter at the end of every `poll_next`.
     in_flight: AtomicUsize,
+}
+
+impl Shared {
+    /// Wakes the consumer if it is asleep. Called after the change it must see was made with
+    /// `SeqCst`: with the consumer's `SeqCst` store to `asleep` and its `SeqCst` look at the
+    /// change after that, either it sees the change or this sees it asleep.
+    #[inline]
+    fn wake_consumer(&self) {
+        if self.asleep.load(Ordering::SeqCst) && self.asleep.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
 }
 
 /// The ready bits of up to [`GROUP_SLOTS`] slots.
@@ -166,13 +186,15 @@ impl Group {
         }
     }
 
-    /// Marks slot `bit` of this group ready; wakes the consumer if the group had none ready.
+    /// Marks slot `bit` of this group ready; wakes the consumer if the group had none ready
+    /// and the consumer is asleep.
+    #[inline]
     fn mark(&self, bit: usize) {
         let word = bit / 64;
         if self.words[word].fetch_or(1 << (bit % 64), Ordering::AcqRel) == 0
-            && self.summary.fetch_or(1 << word, Ordering::AcqRel) == 0
+            && self.summary.fetch_or(1 << word, Ordering::SeqCst) == 0
         {
-            self.shared.waker.wake();
+            self.shared.wake_consumer();
         }
     }
 }
@@ -209,6 +231,8 @@ struct Slots<F: Future> {
     ready: VecDeque<F::Output>,
     /// Futures in slots.
     running: usize,
+    /// The word (`group * 64 + word`) where the next look at the bitmap starts.
+    cursor: usize,
     shared: Arc<Shared>,
 }
 
@@ -220,8 +244,10 @@ impl<F: Future> Slots<F> {
             groups: Vec::new(),
             ready: VecDeque::new(),
             running: 0,
+            cursor: 0,
             shared: Arc::new(Shared {
                 waker: AtomicWaker::new(),
+                asleep: AtomicBool::new(false),
                 limit: AtomicUsize::new(limit.get()),
                 in_flight: AtomicUsize::new(0),
             }),
@@ -263,63 +289,101 @@ impl<F: Future> Slots<F> {
 
     /// Polls the future in slot `index`, if any (a late wake-up can find the slot empty). A
     /// finished future leaves its output in `ready` and its slot free. A future that panics is
-    /// dropped and its slot freed before the panic goes on to the consumer, so the stream stays
+    /// dropped and its slot freed as the panic goes on to the consumer, so the stream stays
     /// usable without it, as `futures::stream::FuturesUnordered` does.
+    #[inline]
     fn poll(&mut self, index: usize) {
-        let slot = &mut self.slots[index];
-        let Some(future) = slot.future.as_mut().as_pin_mut() else {
-            return;
+        let guard = FreeOnUnwind {
+            slots: &mut *self,
+            index,
         };
-        let mut cx = Context::from_waker(&slot.waker);
-        let poll = match panic::catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
-            Ok(poll) => poll,
-            Err(payload) => {
-                self.finish(index);
-                panic::resume_unwind(payload);
-            }
+        let slot = &mut guard.slots.slots[index];
+        let poll = match slot.future.as_mut().as_pin_mut() {
+            Some(future) => future.poll(&mut Context::from_waker(&slot.waker)),
+            None => Poll::Pending,
         };
+        std::mem::forget(guard);
         if let Poll::Ready(output) = poll {
             self.finish(index);
             self.ready.push_back(output);
         }
     }
 
+    #[inline]
     fn finish(&mut self, index: usize) {
         self.slots[index].future.set(None);
         self.running -= 1;
         self.free.push(index);
     }
 
+    /// Whether a slot may be marked ready.
+    #[inline]
+    fn any_woken(&self, order: Ordering) -> bool {
+        self.groups
+            .iter()
+            .any(|group| group.summary.load(order) != 0)
+    }
+
     /// Polls the futures whose slots were woken until no slot is marked or `budget` polls
-    /// were made. Marks left over are put back.
+    /// were made. Marks left over are put back. Each pass starts at the word after the last one
+    /// it emptied (or at the one it stopped in), so that no slot waits behind others woken
+    /// again and again.
     fn poll_woken(&mut self, budget: &mut usize) {
-        for g in 0..self.groups.len() {
+        let groups = self.groups.len();
+        let start = self.cursor;
+        let mut g = start / 64;
+        for k in 0..groups {
             if *budget == 0 {
                 return;
             }
-            let group = Arc::clone(&self.groups[g]);
-            let mut summary = group.summary.swap(0, Ordering::AcqRel);
-            while summary != 0 && *budget > 0 {
-                let w = summary.trailing_zeros() as usize;
-                summary &= summary - 1;
-                let mut bits = group.words[w].swap(0, Ordering::AcqRel);
+            if k > 0 {
+                g += 1;
+            }
+            if g >= groups {
+                g = 0;
+            }
+            if self.groups[g].summary.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut summary = self.groups[g].summary.swap(0, Ordering::Acquire);
+            // Words from `first` up, then from 0.
+            let first = if k == 0 { start % 64 } else { 0 };
+            let mut order = summary.rotate_right(first as u32);
+            while order != 0 {
+                let w = (order.trailing_zeros() as usize + first) % 64;
+                order &= order - 1;
+                summary &= !(1 << w);
+                let mut bits = self.groups[g].words[w].swap(0, Ordering::Acquire);
                 while bits != 0 {
                     if *budget == 0 {
-                        // Out of budget: give the rest back to the bitmap.
-                        group.words[w].fetch_or(bits, Ordering::AcqRel);
-                        summary |= 1 << w;
-                        break;
+                        // Out of budget: give the rest back to the bitmap, and start here
+                        // next time.
+                        let group = &self.groups[g];
+                        group.words[w].fetch_or(bits, Ordering::Release);
+                        group.summary.fetch_or(summary | 1 << w, Ordering::Release);
+                        self.cursor = g * 64 + w;
+                        return;
                     }
                     let b = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     *budget -= 1;
                     self.poll(g * GROUP_SLOTS + w * 64 + b);
                 }
-            }
-            if summary != 0 {
-                group.summary.fetch_or(summary, Ordering::AcqRel);
+                self.cursor = g * 64 + w + 1;
             }
         }
+    }
+}
+
+/// Frees slot `index` if the poll of its future unwinds.
+struct FreeOnUnwind<'a, F: Future> {
+    slots: &'a mut Slots<F>,
+    index: usize,
+}
+
+impl<F: Future> Drop for FreeOnUnwind<'_, F> {
+    fn drop(&mut self) {
+        self.slots.finish(self.index);
     }
 }
 
@@ -439,21 +503,23 @@ pub(crate) fn checked_limit(limit: usize) -> NonZeroUsize {
 
 /// Pulls futures from `source` into free slots, polling each once, while fewer than the limit
 /// are in flight (not counting the `leaving` outputs about to be returned) and budget remains.
-/// Drops the source when it ends.
+/// Drops the source when it ends. Returns whether the source returned `Pending`.
+#[inline]
 fn fill<S>(
     mut source: Pin<&mut Option<S>>,
     slots: &mut Slots<S::Item>,
     cx: &mut Context<'_>,
     budget: &mut usize,
     leaving: usize,
-) where
+) -> bool
+where
     S: Stream,
     S::Item: Future,
 {
     let limit = slots.shared.limit.load(Ordering::Relaxed);
     while slots.in_flight() - leaving < limit && *budget > 0 {
         let Some(stream) = source.as_mut().as_pin_mut() else {
-            return;
+            return false;
         };
         *budget -= 1;
         match stream.poll_next(cx) {
@@ -463,11 +529,12 @@ fn fill<S>(
             }
             Poll::Ready(None) => {
                 source.set(None);
-                return;
+                return false;
             }
-            Poll::Pending => return,
+            Poll::Pending => return true,
         }
     }
+    false
 }
 
 impl<S> Stream for BoundedUnordered<S>
@@ -481,6 +548,10 @@ where
         let mut this = self.project();
         let slots = this.slots;
         let mut budget = BUDGET;
+        // Awake: wake-ups from now on only set bits (see `Shared::asleep`).
+        if slots.shared.asleep.load(Ordering::Relaxed) {
+            slots.shared.asleep.store(false, Ordering::Relaxed);
+        }
         let poll = loop {
             if !slots.ready.is_empty() {
                 // Refill the slot this output frees before handing it out, even when the
@@ -498,16 +569,27 @@ where
             if *this.terminated {
                 break Poll::Ready(None);
             }
-            // Register before looking at the bitmap, so that no wake-up falls in between.
-            slots.shared.waker.register(cx.waker());
             slots.poll_woken(&mut budget);
-            fill(this.source.as_mut(), slots, cx, &mut budget, 0);
-            if !slots.ready.is_empty() || budget == 0 {
+            let source_pending = slots.in_flight() < slots.shared.limit.load(Ordering::Relaxed)
+                && fill(this.source.as_mut(), slots, cx, &mut budget, 0);
+            if !slots.ready.is_empty() || budget == 0 || slots.any_woken(Ordering::Relaxed) {
                 continue;
             }
             if this.source.is_none() && slots.running == 0 {
                 *this.terminated = true;
                 break Poll::Ready(None);
+            }
+            // Nothing to do: go to sleep, then look again for a wake-up or a raised limit
+            // that came in meanwhile (see `Shared::asleep`).
+            let shared = &*slots.shared;
+            shared.waker.register(cx.waker());
+            shared.asleep.store(true, Ordering::SeqCst);
+            let room = this.source.is_some()
+                && !source_pending
+                && slots.in_flight() < shared.limit.load(Ordering::SeqCst);
+            if room || slots.any_woken(Ordering::SeqCst) {
+                shared.asleep.store(false, Ordering::Relaxed);
+                continue;
             }
             break Poll::Pending;
         };
@@ -638,8 +720,8 @@ impl LimitHandle {
     #[track_caller]
     pub fn set_limit(&self, limit: usize) {
         let limit = checked_limit(limit).get();
-        if self.shared.limit.swap(limit, Ordering::Relaxed) < limit {
-            self.shared.waker.wake();
+        if self.shared.limit.swap(limit, Ordering::SeqCst) < limit {
+            self.shared.wake_consumer();
         }
     }
 

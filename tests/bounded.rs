@@ -497,6 +497,101 @@ fn waking_one_future_polls_only_that_future() {
     });
 }
 
+/// Pending until its `ready_on`-th poll (never if `None`). Once `spin` is set it wakes itself
+/// at every poll; before, it leaves its waker in `parked`.
+struct Spinner {
+    polls: usize,
+    ready_on: Option<usize>,
+    value: usize,
+    spin: Arc<AtomicBool>,
+    parked: Arc<Mutex<Vec<Waker>>>,
+}
+
+impl Future for Spinner {
+    type Output = usize;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        self.polls += 1;
+        if Some(self.polls) == self.ready_on {
+            return Poll::Ready(self.value);
+        }
+        if self.spin.load(Ordering::SeqCst) {
+            cx.waker().wake_by_ref();
+        } else {
+            self.parked.lock().unwrap().push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+fn spinners(
+    n: usize,
+    ready_on: impl Fn(usize) -> Option<usize>,
+) -> (
+    Arc<AtomicBool>,
+    Arc<Mutex<Vec<Waker>>>,
+    impl Stream<Item = Spinner>,
+) {
+    let spin = Arc::new(AtomicBool::new(false));
+    let parked = Arc::new(Mutex::new(Vec::new()));
+    let tasks = stream::iter(0..n).map({
+        let (spin, parked) = (spin.clone(), parked.clone());
+        move |value| Spinner {
+            polls: 0,
+            ready_on: ready_on(value),
+            value,
+            spin: spin.clone(),
+            parked: parked.clone(),
+        }
+    });
+    (spin, parked, tasks)
+}
+
+#[test]
+fn futures_that_wake_themselves_do_not_starve_the_others() {
+    with_watchdog("fairness", || {
+        // 255 futures that wake themselves forever, more than one poll's budget, and one in a
+        // high slot that finishes on its third poll.
+        let (limit, late) = (256, 200);
+        let (spin, parked, tasks) = spinners(limit, |value| (value == late).then_some(3));
+        let mut stream = run_bounded(tasks, limit);
+        let (_, waker) = counting_waker();
+        while stream.in_flight() < limit {
+            assert!(poll_with(&mut stream, &waker).is_pending());
+        }
+        spin.store(true, Ordering::SeqCst);
+        parked.lock().unwrap().drain(..).for_each(Waker::wake);
+        let mut polls = 0;
+        let output = loop {
+            polls += 1;
+            assert!(polls <= 20, "slot {late} was not polled again in 20 polls");
+            if let Poll::Ready(output) = poll_with(&mut stream, &waker) {
+                break output;
+            }
+        };
+        assert_eq!(output, Some(late));
+    });
+}
+
+#[test]
+fn a_future_that_wakes_itself_is_polled_again_in_the_same_call() {
+    with_watchdog("self_wake", || {
+        let (spin, _, tasks) = spinners(3, |_| Some(2));
+        spin.store(true, Ordering::SeqCst);
+        let mut stream = run_bounded(tasks, 1);
+        let (wakes, waker) = counting_waker();
+        for value in 0..3 {
+            assert_eq!(poll_with(&mut stream, &waker), Poll::Ready(Some(value)));
+        }
+        assert_eq!(poll_with(&mut stream, &waker), Poll::Ready(None));
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "no round trip via the task"
+        );
+    });
+}
+
 #[test]
 fn lowering_the_limit_lets_in_flight_finish_and_pulls_nothing_new() {
     with_watchdog("lower", || {
