@@ -6,8 +6,9 @@
 //! most one future and is reused for every future that runs in it (`Pin::set`), and a waker
 //! made once for that slot. Waking a slot's waker sets the slot's bit in a two-level atomic
 //! bitmap (a summary word over 64 words of 64 bits, per group of 4,096 slots), and wakes the
-//! consumer only when the group goes from nothing ready to something ready and the consumer is
-//! asleep (its last `poll_next` returned `Pending`). The adapter takes ready slots a word at a
+//! consumer only when the word goes from nothing ready to something ready and the consumer is
+//! asleep (its last `poll_next` returned `Pending`). Summary bits stay set while their words
+//! are in use, so that most wake-ups and takes cost one atomic read-modify-write each. The adapter takes ready slots a word at a
 //! time, starting each pass where the last one stopped so that low slots cannot starve high
 //! ones, so a wake-up costs O(1) and no scan over in-flight futures. A future woken while the
 //! adapter is working (for instance by itself) is polled again in the same `poll_next`, within
@@ -172,7 +173,10 @@ impl Shared {
 /// The ready bits of up to [`GROUP_SLOTS`] slots.
 struct Group {
     shared: Arc<Shared>,
-    /// Bit `w` set: `words[w]` may be non-zero.
+    /// Bit `w` clear: `words[w]` is zero, or its first mark is on its way to set bit `w`.
+    /// Bits are set by marks and cleared only by the consumer, when it finds their word zero
+    /// (see [`Slots::poll_woken`]); so a bit usually stays set while its word is in use, and
+    /// a mark finds it set and has nothing to write.
     summary: AtomicU64,
     words: [AtomicU64; 64],
 }
@@ -186,16 +190,35 @@ impl Group {
         }
     }
 
-    /// Marks slot `bit` of this group ready; wakes the consumer if the group had none ready
-    /// and the consumer is asleep.
+    /// Marks slot `bit` of this group ready; if its word had none ready, makes sure the
+    /// summary shows the word and wakes the consumer if it is asleep.
+    ///
+    /// Against the consumer clearing a summary bit (`fetch_and`, then a look at the word):
+    /// either the consumer sees this mark in the word, or this sees the bit cleared and sets it.
     #[inline]
     fn mark(&self, bit: usize) {
         let word = bit / 64;
-        if self.words[word].fetch_or(1 << (bit % 64), Ordering::AcqRel) == 0
-            && self.summary.fetch_or(1 << word, Ordering::SeqCst) == 0
-        {
+        if self.words[word].fetch_or(1 << (bit % 64), Ordering::SeqCst) == 0 {
+            if self.summary.load(Ordering::SeqCst) & (1 << word) == 0 {
+                self.summary.fetch_or(1 << word, Ordering::SeqCst);
+            }
             self.shared.wake_consumer();
         }
+    }
+
+    /// Whether a slot of this group is marked (words whose summary bit is clear are zero,
+    /// or their mark is on its way and will wake the consumer if it sleeps).
+    #[inline]
+    fn any_marked(&self, order: Ordering) -> bool {
+        let mut summary = self.summary.load(order);
+        while summary != 0 {
+            let w = summary.trailing_zeros() as usize;
+            summary &= summary - 1;
+            if self.words[w].load(order) != 0 {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -316,12 +339,10 @@ impl<F: Future> Slots<F> {
         self.free.push(index);
     }
 
-    /// Whether a slot may be marked ready.
+    /// Whether a slot is marked ready.
     #[inline]
     fn any_woken(&self, order: Ordering) -> bool {
-        self.groups
-            .iter()
-            .any(|group| group.summary.load(order) != 0)
+        self.groups.iter().any(|group| group.any_marked(order))
     }
 
     /// Polls the futures whose slots were woken until no slot is marked or `budget` polls
@@ -342,25 +363,32 @@ impl<F: Future> Slots<F> {
             if g >= groups {
                 g = 0;
             }
-            if self.groups[g].summary.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            let mut summary = self.groups[g].summary.swap(0, Ordering::Acquire);
+            let summary = self.groups[g].summary.load(Ordering::Acquire);
             // Words from `first` up, then from 0.
             let first = if k == 0 { start % 64 } else { 0 };
             let mut order = summary.rotate_right(first as u32);
             while order != 0 {
                 let w = (order.trailing_zeros() as usize + first) % 64;
                 order &= order - 1;
-                summary &= !(1 << w);
-                let mut bits = self.groups[g].words[w].swap(0, Ordering::Acquire);
+                let group = &self.groups[g];
+                let word = &group.words[w];
+                let mut bits = if word.load(Ordering::Relaxed) != 0 {
+                    word.swap(0, Ordering::Acquire)
+                } else {
+                    // Nothing marked since the last take: clear its summary bit, then look
+                    // once more, against a mark that saw the bit still set (see `mark`).
+                    group.summary.fetch_and(!(1 << w), Ordering::SeqCst);
+                    if word.load(Ordering::SeqCst) == 0 {
+                        continue;
+                    }
+                    group.summary.fetch_or(1 << w, Ordering::SeqCst);
+                    word.swap(0, Ordering::Acquire)
+                };
                 while bits != 0 {
                     if *budget == 0 {
-                        // Out of budget: give the rest back to the bitmap, and start here
-                        // next time.
-                        let group = &self.groups[g];
-                        group.words[w].fetch_or(bits, Ordering::Release);
-                        group.summary.fetch_or(summary | 1 << w, Ordering::Release);
+                        // Out of budget: give the rest back (its summary bit is set), and
+                        // start here next time.
+                        self.groups[g].words[w].fetch_or(bits, Ordering::Release);
                         self.cursor = g * 64 + w;
                         return;
                     }
