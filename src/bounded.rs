@@ -247,13 +247,18 @@ struct Slot<F> {
 /// The futures in flight: the slots that run them and the outputs not yet returned.
 struct Slots<F: Future> {
     slots: Vec<Slot<F>>,
-    /// Indices of empty slots.
+    /// Indices of empty slots; the last one is used next.
     free: Vec<usize>,
     groups: Vec<Arc<Group>>,
-    /// Finished outputs not yet returned, in completion order; they count as in flight.
-    ready: VecDeque<F::Output>,
-    /// Futures in slots.
-    running: usize,
+    /// Finished outputs not yet returned, oldest first: `leaving` (the one `poll_next` is
+    /// about to return once it has refilled its slot), `front`, then `rest`. `front` is `None`
+    /// only when `rest` is empty: the usual single waiting output moves without any queue
+    /// bookkeeping.
+    leaving: Option<F::Output>,
+    front: Option<F::Output>,
+    rest: VecDeque<F::Output>,
+    /// Futures pulled whose output has not been returned: in slots, or finished above.
+    in_flight: usize,
     /// The word (`group * 64 + word`) where the next look at the bitmap starts.
     cursor: usize,
     shared: Arc<Shared>,
@@ -265,8 +270,10 @@ impl<F: Future> Slots<F> {
             slots: Vec::new(),
             free: Vec::new(),
             groups: Vec::new(),
-            ready: VecDeque::new(),
-            running: 0,
+            leaving: None,
+            front: None,
+            rest: VecDeque::new(),
+            in_flight: 0,
             cursor: 0,
             shared: Arc::new(Shared {
                 waker: AtomicWaker::new(),
@@ -277,22 +284,75 @@ impl<F: Future> Slots<F> {
         }
     }
 
-    fn in_flight(&self) -> usize {
-        self.running + self.ready.len()
+    #[inline]
+    fn has_output(&self) -> bool {
+        self.leaving.is_some() || self.front.is_some()
     }
 
-    /// Puts `future` in a free slot (made if there is none) and polls it once.
+    #[inline]
+    fn push_output(&mut self, output: F::Output) {
+        if self.front.is_none() {
+            self.front = Some(output);
+        } else {
+            self.rest.push_back(output);
+        }
+    }
+
+    /// Makes the oldest output the `leaving` one, unless one is leaving already.
+    #[inline]
+    fn leave(&mut self) {
+        if self.leaving.is_none() {
+            self.leaving = self.front.take();
+            self.front = self.rest.pop_front();
+        }
+    }
+
+    /// Takes the oldest output.
+    #[inline]
+    fn pop_output(&mut self) -> Option<F::Output> {
+        self.leave();
+        let output = self.leaving.take();
+        if output.is_some() {
+            self.in_flight -= 1;
+        }
+        output
+    }
+
+    /// Puts `future` in a free slot (made if there is none) and polls it once. A future ready
+    /// at once leaves its slot on the free list.
+    #[inline]
     fn start(&mut self, future: F) {
-        let index = match self.free.pop() {
-            Some(index) => index,
+        let index = match self.free.last() {
+            Some(&index) => index,
             None => self.new_slot(),
         };
-        self.slots[index].future.set(Some(future));
-        self.running += 1;
-        self.poll(index);
+        self.in_flight += 1;
+        let guard = FreeOnUnwind {
+            slots: &mut *self,
+            index,
+            listed: true,
+        };
+        let slot = &mut guard.slots.slots[index];
+        let mut pinned = slot.future.as_mut();
+        pinned.set(Some(future));
+        let poll = match pinned.as_mut().as_pin_mut() {
+            Some(future) => future.poll(&mut Context::from_waker(&slot.waker)),
+            None => Poll::Pending,
+        };
+        std::mem::forget(guard);
+        match poll {
+            Poll::Ready(output) => {
+                self.slots[index].future.set(None);
+                self.push_output(output);
+            }
+            Poll::Pending => {
+                self.free.pop();
+            }
+        }
     }
 
-    /// Makes slot number `slots.len()`, with its group if it is the first of one.
+    /// Makes slot number `slots.len()`, with its group if it is the first of one, and lists
+    /// it as free.
     fn new_slot(&mut self) -> usize {
         let index = self.slots.len();
         if index / GROUP_SLOTS == self.groups.len() {
@@ -307,18 +367,20 @@ impl<F: Future> Slots<F> {
             future: Box::pin(None),
             waker,
         });
+        self.free.push(index);
         index
     }
 
     /// Polls the future in slot `index`, if any (a late wake-up can find the slot empty). A
-    /// finished future leaves its output in `ready` and its slot free. A future that panics is
-    /// dropped and its slot freed as the panic goes on to the consumer, so the stream stays
+    /// finished future leaves its output in the queue and its slot free. A future that panics
+    /// is dropped and its slot freed as the panic goes on to the consumer, so the stream stays
     /// usable without it, as `futures::stream::FuturesUnordered` does.
     #[inline]
     fn poll(&mut self, index: usize) {
         let guard = FreeOnUnwind {
             slots: &mut *self,
             index,
+            listed: false,
         };
         let slot = &mut guard.slots.slots[index];
         let poll = match slot.future.as_mut().as_pin_mut() {
@@ -327,16 +389,10 @@ impl<F: Future> Slots<F> {
         };
         std::mem::forget(guard);
         if let Poll::Ready(output) = poll {
-            self.finish(index);
-            self.ready.push_back(output);
+            self.slots[index].future.set(None);
+            self.free.push(index);
+            self.push_output(output);
         }
-    }
-
-    #[inline]
-    fn finish(&mut self, index: usize) {
-        self.slots[index].future.set(None);
-        self.running -= 1;
-        self.free.push(index);
     }
 
     /// Whether a slot is marked ready.
@@ -403,15 +459,21 @@ impl<F: Future> Slots<F> {
     }
 }
 
-/// Frees slot `index` if the poll of its future unwinds.
+/// Drops the future of slot `index` and frees the slot if the poll of the future unwinds.
 struct FreeOnUnwind<'a, F: Future> {
     slots: &'a mut Slots<F>,
     index: usize,
+    /// The slot is on the free list already.
+    listed: bool,
 }
 
 impl<F: Future> Drop for FreeOnUnwind<'_, F> {
     fn drop(&mut self) {
-        self.slots.finish(self.index);
+        self.slots.slots[self.index].future.set(None);
+        self.slots.in_flight -= 1;
+        if !self.listed {
+            self.slots.free.push(self.index);
+        }
     }
 }
 
@@ -505,7 +567,7 @@ where
     /// # });
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.slots.in_flight()
+        self.slots.in_flight
     }
 }
 
@@ -517,7 +579,7 @@ where
     /// Takes an output that is finished and waiting, without polling anything. For the
     /// crate's functions, which save every finished row when they stop on an error.
     pub(crate) fn take_finished(self: Pin<&mut Self>) -> Option<<S::Item as Future>::Output> {
-        self.project().slots.ready.pop_front()
+        self.project().slots.pop_output()
     }
 }
 
@@ -545,7 +607,7 @@ where
     S::Item: Future,
 {
     let limit = slots.shared.limit.load(Ordering::Relaxed);
-    while slots.in_flight() - leaving < limit && *budget > 0 {
+    while slots.in_flight - leaving < limit && *budget > 0 {
         let Some(stream) = source.as_mut().as_pin_mut() else {
             return false;
         };
@@ -581,13 +643,14 @@ where
             slots.shared.asleep.store(false, Ordering::Relaxed);
         }
         let poll = loop {
-            if !slots.ready.is_empty() {
+            if slots.has_output() {
                 // Refill the slot this output frees before handing it out, even when the
-                // budget is spent (one pull and one poll). The output leaves the queue only
-                // afterwards, so a panic while refilling does not lose it.
+                // budget is spent (one pull and one poll). The output waits in `leaving`
+                // meanwhile, so a panic while refilling does not lose it.
+                slots.leave();
                 let mut refill = budget.max(2);
                 fill(this.source.as_mut(), slots, cx, &mut refill, 1);
-                break Poll::Ready(slots.ready.pop_front());
+                break Poll::Ready(slots.pop_output());
             }
             if budget == 0 {
                 // Spent: let other tasks run, and come back.
@@ -598,12 +661,12 @@ where
                 break Poll::Ready(None);
             }
             slots.poll_woken(&mut budget);
-            let source_pending = slots.in_flight() < slots.shared.limit.load(Ordering::Relaxed)
+            let source_pending = slots.in_flight < slots.shared.limit.load(Ordering::Relaxed)
                 && fill(this.source.as_mut(), slots, cx, &mut budget, 0);
-            if !slots.ready.is_empty() || budget == 0 || slots.any_woken(Ordering::Relaxed) {
+            if slots.has_output() || budget == 0 || slots.any_woken(Ordering::Relaxed) {
                 continue;
             }
-            if this.source.is_none() && slots.running == 0 {
+            if this.source.is_none() && slots.in_flight == 0 {
                 *this.terminated = true;
                 break Poll::Ready(None);
             }
@@ -614,7 +677,7 @@ where
             shared.asleep.store(true, Ordering::SeqCst);
             let room = this.source.is_some()
                 && !source_pending
-                && slots.in_flight() < shared.limit.load(Ordering::SeqCst);
+                && slots.in_flight < shared.limit.load(Ordering::SeqCst);
             if room || slots.any_woken(Ordering::SeqCst) {
                 shared.asleep.store(false, Ordering::Relaxed);
                 continue;
@@ -624,7 +687,7 @@ where
         slots
             .shared
             .in_flight
-            .store(slots.in_flight(), Ordering::Relaxed);
+            .store(slots.in_flight, Ordering::Relaxed);
         poll
     }
 
