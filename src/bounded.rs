@@ -8,14 +8,18 @@
 //! bitmap (a summary word over 64 words of 64 bits, per group of 4,096 slots), and wakes the
 //! consumer only when the word goes from nothing ready to something ready and the consumer is
 //! asleep (its last `poll_next` returned `Pending`). Summary bits stay set while their words
-//! are in use, so that most wake-ups and takes cost one atomic read-modify-write each. The adapter takes ready slots a word at a
-//! time, starting each pass where the last one stopped so that low slots cannot starve high
-//! ones, so a wake-up costs O(1) and no scan over in-flight futures. A future woken while the
-//! adapter is working (for instance by itself) is polled again in the same `poll_next`, within
-//! its budget, without a round trip through the executor.
+//! are in use, so that most wake-ups and takes cost one atomic read-modify-write each. The
+//! adapter takes ready slots a word at a time, starting each pass where the last one stopped
+//! so that low slots cannot starve high ones: a wake-up costs O(1) and no scan over in-flight
+//! futures. A future that wakes itself while it is polled (as `yield_now` does) is noted in a
+//! plain list instead, through a thread-local that names the slot being polled: no atomic
+//! operation at all. A future woken while the adapter is working is polled again in the same
+//! `poll_next`, within its budget, without a round trip through the executor.
+//!
 //! Outputs finished but not yet handed to the consumer wait in a queue that counts against the
 //! limit. Everything here is safe code.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -222,6 +226,16 @@ impl Group {
     }
 }
 
+thread_local! {
+    /// The address of the [`SlotWaker`] of the slot being polled on this thread (0 if none),
+    /// with bit 0 set once that waker was woken during the poll: a future that wakes itself
+    /// while it is polled (as `yield_now` does outside tokio) is noted in the adapter's own
+    /// list, with no atomic operation at all. Set before a poll and reset to 0 after it, also
+    /// when the poll unwinds. An adapter inside a future of another resets it too: wake-ups
+    /// after that take the bitmap's way, which is always right, only slower.
+    static POLLING: Cell<usize> = const { Cell::new(0) };
+}
+
 /// The waker of one slot, made once when the slot is made.
 struct SlotWaker {
     group: Arc<Group>,
@@ -230,11 +244,18 @@ struct SlotWaker {
 
 impl Wake for SlotWaker {
     fn wake(self: Arc<Self>) {
-        self.group.mark(self.bit);
+        self.wake_by_ref();
     }
 
+    #[inline]
     fn wake_by_ref(self: &Arc<Self>) {
-        self.group.mark(self.bit);
+        let me = Arc::as_ptr(self).addr();
+        let polling = POLLING.get();
+        if polling & !1 == me {
+            POLLING.set(me | 1);
+        } else {
+            self.group.mark(self.bit);
+        }
     }
 }
 
@@ -242,6 +263,8 @@ impl Wake for SlotWaker {
 struct Slot<F> {
     future: Pin<Box<Option<F>>>,
     waker: Waker,
+    /// The address of the waker's [`SlotWaker`], for [`POLLING`].
+    id: usize,
 }
 
 /// The futures in flight: the slots that run them and the outputs not yet returned.
@@ -257,6 +280,11 @@ struct Slots<F: Future> {
     leaving: Option<F::Output>,
     front: Option<F::Output>,
     rest: VecDeque<F::Output>,
+    /// Slots whose future woke itself while it was polled (see [`POLLING`]), to poll again.
+    again: VecDeque<usize>,
+    /// Whether the next pass looks at `again` before the bitmap; it alternates, so that
+    /// neither can starve the other.
+    again_first: bool,
     /// Futures pulled whose output has not been returned: in slots, or finished above.
     in_flight: usize,
     /// The word (`group * 64 + word`) where the next look at the bitmap starts.
@@ -273,6 +301,8 @@ impl<F: Future> Slots<F> {
             leaving: None,
             front: None,
             rest: VecDeque::new(),
+            again: VecDeque::new(),
+            again_first: false,
             in_flight: 0,
             cursor: 0,
             shared: Arc::new(Shared {
@@ -335,18 +365,24 @@ impl<F: Future> Slots<F> {
         let slot = &mut guard.slots.slots[index];
         let mut pinned = slot.future.as_mut();
         pinned.set(Some(future));
+        POLLING.set(slot.id);
         let poll = match pinned.as_mut().as_pin_mut() {
             Some(future) => future.poll(&mut Context::from_waker(&slot.waker)),
             None => Poll::Pending,
         };
-        std::mem::forget(guard);
+        let woke = POLLING.replace(0) & 1 != 0;
         match poll {
             Poll::Ready(output) => {
-                self.slots[index].future.set(None);
+                pinned.set(None);
+                std::mem::forget(guard);
                 self.push_output(output);
             }
             Poll::Pending => {
+                std::mem::forget(guard);
                 self.free.pop();
+                if woke {
+                    self.again.push_back(index);
+                }
             }
         }
     }
@@ -359,22 +395,27 @@ impl<F: Future> Slots<F> {
             let group = Group::new(Arc::clone(&self.shared));
             self.groups.push(Arc::new(group));
         }
-        let waker = Waker::from(Arc::new(SlotWaker {
+        let waker = Arc::new(SlotWaker {
             group: Arc::clone(&self.groups[index / GROUP_SLOTS]),
             bit: index % GROUP_SLOTS,
-        }));
+        });
+        let id = Arc::as_ptr(&waker).addr();
         self.slots.push(Slot {
             future: Box::pin(None),
-            waker,
+            waker: Waker::from(waker),
+            id,
         });
         self.free.push(index);
         index
     }
 
     /// Polls the future in slot `index`, if any (a late wake-up can find the slot empty). A
-    /// finished future leaves its output in the queue and its slot free. A future that panics
-    /// is dropped and its slot freed as the panic goes on to the consumer, so the stream stays
-    /// usable without it, as `futures::stream::FuturesUnordered` does.
+    /// finished future leaves its output in the queue and its slot free; one that woke itself
+    /// meanwhile is noted in `again`.
+    ///
+    /// A future that panics (here or in [`start`](Self::start)) is dropped and its slot freed
+    /// as the panic goes on to the consumer, so the stream stays usable without it, as
+    /// `futures::stream::FuturesUnordered` does.
     #[inline]
     fn poll(&mut self, index: usize) {
         let guard = FreeOnUnwind {
@@ -383,29 +424,69 @@ impl<F: Future> Slots<F> {
             listed: false,
         };
         let slot = &mut guard.slots.slots[index];
-        let poll = match slot.future.as_mut().as_pin_mut() {
-            Some(future) => future.poll(&mut Context::from_waker(&slot.waker)),
-            None => Poll::Pending,
+        let Some(future) = slot.future.as_mut().as_pin_mut() else {
+            std::mem::forget(guard);
+            return;
         };
-        std::mem::forget(guard);
-        if let Poll::Ready(output) = poll {
-            self.slots[index].future.set(None);
-            self.free.push(index);
-            self.push_output(output);
+        POLLING.set(slot.id);
+        let poll = future.poll(&mut Context::from_waker(&slot.waker));
+        let woke = POLLING.replace(0) & 1 != 0;
+        match poll {
+            Poll::Ready(output) => {
+                slot.future.set(None);
+                std::mem::forget(guard);
+                self.free.push(index);
+                self.push_output(output);
+            }
+            Poll::Pending => {
+                std::mem::forget(guard);
+                if woke {
+                    self.again.push_back(index);
+                }
+            }
         }
     }
 
-    /// Whether a slot is marked ready.
+    /// Whether a slot was woken.
     #[inline]
     fn any_woken(&self, order: Ordering) -> bool {
-        self.groups.iter().any(|group| group.any_marked(order))
+        !self.again.is_empty() || self.groups.iter().any(|group| group.any_marked(order))
     }
 
-    /// Polls the futures whose slots were woken until no slot is marked or `budget` polls
+    /// Polls the futures whose slots were woken, until none is left or `budget` polls were
+    /// made.
+    #[inline]
+    fn poll_woken(&mut self, budget: &mut usize) {
+        self.again_first = !self.again_first;
+        if self.again_first {
+            self.poll_again(budget);
+            self.poll_marked(budget);
+        } else {
+            self.poll_marked(budget);
+            self.poll_again(budget);
+        }
+    }
+
+    /// Polls the futures that woke themselves, in turn, the ones noted before this call only.
+    #[inline]
+    fn poll_again(&mut self, budget: &mut usize) {
+        for _ in 0..self.again.len() {
+            if *budget == 0 {
+                return;
+            }
+            let Some(index) = self.again.pop_front() else {
+                return;
+            };
+            *budget -= 1;
+            self.poll(index);
+        }
+    }
+
+    /// Polls the futures whose slots are marked in the bitmap until none is or `budget` polls
     /// were made. Marks left over are put back. Each pass starts at the word after the last one
     /// it emptied (or at the one it stopped in), so that no slot waits behind others woken
     /// again and again.
-    fn poll_woken(&mut self, budget: &mut usize) {
+    fn poll_marked(&mut self, budget: &mut usize) {
         let groups = self.groups.len();
         let start = self.cursor;
         let mut g = start / 64;
@@ -469,6 +550,7 @@ struct FreeOnUnwind<'a, F: Future> {
 
 impl<F: Future> Drop for FreeOnUnwind<'_, F> {
     fn drop(&mut self) {
+        POLLING.set(0);
         self.slots.slots[self.index].future.set(None);
         self.slots.in_flight -= 1;
         if !self.listed {

@@ -592,6 +592,60 @@ fn a_future_that_wakes_itself_is_polled_again_in_the_same_call() {
     });
 }
 
+/// Pending once, waking itself, then ready.
+async fn yield_once() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+#[test]
+fn adapters_inside_futures_of_adapters_with_futures_that_wake_themselves() {
+    // A future that wakes itself is noted per thread while it is polled; an adapter polled
+    // inside a future of another must not lose the outer future's wake-ups.
+    on_all_runtimes(|_| async {
+        let inner = |outer: u64| {
+            let tasks = stream::iter(0..20u64).map(move |i| {
+                YieldNow::wrap(async move {
+                    for _ in 0..(i % 3) {
+                        futures::pending!();
+                    }
+                    outer * 100 + i
+                })
+            });
+            async move {
+                let mut sum = 0;
+                let mut outputs = run_bounded(tasks, 3);
+                while let Some(output) = outputs.next().await {
+                    sum += output;
+                    // The outer future wakes itself between inner outputs too.
+                    if output % 2 == 0 {
+                        yield_once().await;
+                    }
+                }
+                sum
+            }
+        };
+        for limit in [1, 2, 7] {
+            let mut sums: Vec<u64> = run_bounded(stream::iter(0..10u64).map(inner), limit)
+                .collect()
+                .await;
+            sums.sort();
+            let expected: Vec<u64> = (0..10u64)
+                .map(|outer| (0..20).map(|i| outer * 100 + i).sum())
+                .collect();
+            assert_eq!(sums, expected, "limit {limit}");
+        }
+    });
+}
+
 #[test]
 fn lowering_the_limit_lets_in_flight_finish_and_pulls_nothing_new() {
     with_watchdog("lower", || {
