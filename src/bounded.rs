@@ -676,7 +676,7 @@ pub(crate) fn checked_limit(limit: usize) -> NonZeroUsize {
 /// Pulls futures from `source` into free slots, polling each once, while fewer than the limit
 /// are in flight (not counting the `leaving` outputs about to be returned) and budget remains.
 /// Drops the source when it ends. Returns whether the source returned `Pending`.
-#[inline]
+#[inline(always)]
 fn fill<S>(
     mut source: Pin<&mut Option<S>>,
     slots: &mut Slots<S::Item>,
