@@ -388,7 +388,9 @@ impl<F: Future> Slots<F> {
     }
 
     /// Makes slot number `slots.len()`, with its group if it is the first of one, and lists
-    /// it as free.
+    /// it as free. Out of line: it runs at most `limit` times, and `Group` is large.
+    #[cold]
+    #[inline(never)]
     fn new_slot(&mut self) -> usize {
         let index = self.slots.len();
         if index / GROUP_SLOTS == self.groups.len() {
