@@ -13,8 +13,9 @@
 //! so that low slots cannot starve high ones: a wake-up costs O(1) and no scan over in-flight
 //! futures. A future that wakes itself while it is polled (as `yield_now` does) is noted in a
 //! plain list instead, through a thread-local that names the slot being polled: no atomic
-//! operation at all. A future woken while the adapter is working is polled again in the same
-//! `poll_next`, within its budget, without a round trip through the executor.
+//! operation at all; it is polled again in the next `poll_next`, so that it lets other tasks
+//! run first, as it asked. A future woken by others while the adapter is working is polled
+//! in the same `poll_next`, within its budget, without a round trip through the executor.
 //!
 //! Outputs finished but not yet handed to the consumer wait in a queue that counts against the
 //! limit. Everything here is safe code.
@@ -179,7 +180,7 @@ struct Group {
     shared: Arc<Shared>,
     /// Bit `w` clear: `words[w]` is zero, or its first mark is on its way to set bit `w`.
     /// Bits are set by marks and cleared only by the consumer, when it finds their word zero
-    /// (see [`Slots::poll_woken`]); so a bit usually stays set while its word is in use, and
+    /// (see [`Slots::poll_marked`]); so a bit usually stays set while its word is in use, and
     /// a mark finds it set and has nothing to write.
     summary: AtomicU64,
     words: [AtomicU64; 64],
@@ -265,6 +266,9 @@ struct Slot<F> {
     waker: Waker,
     /// The address of the waker's [`SlotWaker`], for [`POLLING`].
     id: usize,
+    /// The slot is in `Slots::again`: it is not put there twice, so `again` never holds more
+    /// entries than there are slots.
+    again: bool,
 }
 
 /// The futures in flight: the slots that run them and the outputs not yet returned.
@@ -281,7 +285,11 @@ struct Slots<F: Future> {
     front: Option<F::Output>,
     rest: VecDeque<F::Output>,
     /// Slots whose future woke itself while it was polled (see [`POLLING`]), to poll again.
+    /// Only the first `due`, those noted before the current `poll_next` began, are polled in
+    /// it: a future that keeps waking itself is polled once per `poll_next`, and lets other
+    /// tasks run in between, as it asked.
     again: VecDeque<usize>,
+    due: usize,
     /// Whether the next pass looks at `again` before the bitmap; it alternates, so that
     /// neither can starve the other.
     again_first: bool,
@@ -302,6 +310,7 @@ impl<F: Future> Slots<F> {
             front: None,
             rest: VecDeque::new(),
             again: VecDeque::new(),
+            due: 0,
             again_first: false,
             in_flight: 0,
             cursor: 0,
@@ -378,9 +387,10 @@ impl<F: Future> Slots<F> {
                 self.push_output(output);
             }
             Poll::Pending => {
+                let again = woke && !std::mem::replace(&mut slot.again, true);
                 std::mem::forget(guard);
                 self.free.pop();
-                if woke {
+                if again {
                     self.again.push_back(index);
                 }
             }
@@ -406,6 +416,7 @@ impl<F: Future> Slots<F> {
             future: Box::pin(None),
             waker: Waker::from(waker),
             id,
+            again: false,
         });
         self.free.push(index);
         index
@@ -441,18 +452,19 @@ impl<F: Future> Slots<F> {
                 self.push_output(output);
             }
             Poll::Pending => {
+                let again = woke && !std::mem::replace(&mut slot.again, true);
                 std::mem::forget(guard);
-                if woke {
+                if again {
                     self.again.push_back(index);
                 }
             }
         }
     }
 
-    /// Whether a slot was woken.
+    /// Whether a slot is marked in the bitmap.
     #[inline]
-    fn any_woken(&self, order: Ordering) -> bool {
-        !self.again.is_empty() || self.groups.iter().any(|group| group.any_marked(order))
+    fn any_marked(&self, order: Ordering) -> bool {
+        self.groups.iter().any(|group| group.any_marked(order))
     }
 
     /// Polls the futures whose slots were woken, until none is left or `budget` polls were
@@ -469,16 +481,15 @@ impl<F: Future> Slots<F> {
         }
     }
 
-    /// Polls the futures that woke themselves, in turn, the ones noted before this call only.
+    /// Polls the futures that woke themselves and are due, in turn.
     #[inline]
     fn poll_again(&mut self, budget: &mut usize) {
-        for _ in 0..self.again.len() {
-            if *budget == 0 {
-                return;
-            }
+        while self.due > 0 && *budget > 0 {
             let Some(index) = self.again.pop_front() else {
                 return;
             };
+            self.due -= 1;
+            self.slots[index].again = false;
             *budget -= 1;
             self.poll(index);
         }
@@ -726,6 +737,7 @@ where
         if slots.shared.asleep.load(Ordering::Relaxed) {
             slots.shared.asleep.store(false, Ordering::Relaxed);
         }
+        slots.due = slots.again.len();
         let poll = loop {
             if slots.has_output() {
                 // Refill the slot this output frees before handing it out, even when the
@@ -747,12 +759,17 @@ where
             slots.poll_woken(&mut budget);
             let source_pending = slots.in_flight < slots.shared.limit.load(Ordering::Relaxed)
                 && fill(this.source.as_mut(), slots, cx, &mut budget, 0);
-            if slots.has_output() || budget == 0 || slots.any_woken(Ordering::Relaxed) {
+            if slots.has_output() || budget == 0 || slots.any_marked(Ordering::Relaxed) {
                 continue;
             }
             if this.source.is_none() && slots.in_flight == 0 {
                 *this.terminated = true;
                 break Poll::Ready(None);
+            }
+            if !slots.again.is_empty() {
+                // Futures woke themselves during this call: let other tasks run first.
+                cx.waker().wake_by_ref();
+                break Poll::Pending;
             }
             // Nothing to do: go to sleep, then look again for a wake-up or a raised limit
             // that came in meanwhile (see `Shared::asleep`).
@@ -762,7 +779,7 @@ where
             let room = this.source.is_some()
                 && !source_pending
                 && slots.in_flight < shared.limit.load(Ordering::SeqCst);
-            if room || slots.any_woken(Ordering::SeqCst) {
+            if room || slots.any_marked(Ordering::SeqCst) {
                 shared.asleep.store(false, Ordering::Relaxed);
                 continue;
             }

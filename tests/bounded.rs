@@ -574,21 +574,40 @@ fn futures_that_wake_themselves_do_not_starve_the_others() {
 }
 
 #[test]
-fn a_future_that_wakes_itself_is_polled_again_in_the_same_call() {
+fn a_future_that_wakes_itself_is_polled_again_at_the_next_poll() {
     with_watchdog("self_wake", || {
+        // Each is ready on its second poll. The first poll pulls and polls the first one and
+        // wakes the task (the future asked to let others run); from then on each poll polls
+        // the waiting one again, returns its output, and pulls and polls the next.
         let (spin, _, tasks) = spinners(3, |_| Some(2));
         spin.store(true, Ordering::SeqCst);
         let mut stream = run_bounded(tasks, 1);
         let (wakes, waker) = counting_waker();
+        assert!(poll_with(&mut stream, &waker).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
         for value in 0..3 {
             assert_eq!(poll_with(&mut stream, &waker), Poll::Ready(Some(value)));
         }
         assert_eq!(poll_with(&mut stream, &waker), Poll::Ready(None));
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            0,
-            "no round trip via the task"
-        );
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "no other round trip");
+
+        // One that wakes itself forever is polled once per poll, which wakes the task.
+        let polls = Rc::new(Cell::new(0));
+        let spinner = futures::future::poll_fn({
+            let polls = polls.clone();
+            move |cx| {
+                polls.set(polls.get() + 1);
+                cx.waker().wake_by_ref();
+                Poll::<()>::Pending
+            }
+        });
+        let mut stream = run_bounded(stream::iter([spinner]), 4);
+        let (wakes, waker) = counting_waker();
+        for round in 1..=5 {
+            assert!(poll_with(&mut stream, &waker).is_pending());
+            assert_eq!(polls.get(), round);
+            assert_eq!(wakes.0.load(Ordering::SeqCst), round);
+        }
     });
 }
 
