@@ -666,6 +666,26 @@ fn adapters_inside_futures_of_adapters_with_futures_that_wake_themselves() {
 }
 
 #[test]
+fn tokio_yield_now_inside_the_adapter() {
+    // Under tokio, `yield_now` wakes its waker only after the task's poll returns (from the
+    // runtime, not during the poll); elsewhere it wakes it at once. Both must get through.
+    on_all_runtimes(|_| async {
+        for limit in [1, 8, 300] {
+            let tasks = stream::iter(0..600u64).map(|i| async move {
+                for _ in 0..(i % 4) {
+                    tokio::task::yield_now().await;
+                }
+                i
+            });
+            let sum: u64 = run_bounded(tasks, limit)
+                .fold(0, |a, b| async move { a + b })
+                .await;
+            assert_eq!(sum, 600 * 599 / 2, "limit {limit}");
+        }
+    });
+}
+
+#[test]
 fn lowering_the_limit_lets_in_flight_finish_and_pulls_nothing_new() {
     with_watchdog("lower", || {
         let (gates, pulled, source) = gated(20);
