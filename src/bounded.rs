@@ -6,19 +6,28 @@
 //! most one future and is reused for every future that runs in it (`Pin::set`), and a waker
 //! made once for that slot. Waking a slot's waker sets the slot's bit in a two-level atomic
 //! bitmap (a summary word over 64 words of 64 bits, per group of 4,096 slots), and wakes the
-//! consumer only when the group goes from nothing ready to something ready. The adapter takes
-//! ready slots a word at a time, so a wake-up costs O(1) and no scan over in-flight futures.
+//! consumer only when the word goes from nothing ready to something ready and the consumer is
+//! asleep (its last `poll_next` returned `Pending`). Summary bits stay set while their words
+//! are in use, so that most wake-ups and takes cost one atomic read-modify-write each. The
+//! adapter takes ready slots a word at a time, starting each pass where the last one stopped
+//! so that low slots cannot starve high ones: a wake-up costs O(1) and no scan over in-flight
+//! futures. A future that wakes itself while it is polled (as `yield_now` does) is noted in a
+//! plain list instead, through a thread-local that names the slot being polled: no atomic
+//! operation at all; it is polled again in the next `poll_next`, so that it lets other tasks
+//! run first, as it asked. A future woken by others while the adapter is working is polled
+//! in the same `poll_next`, within its budget, without a round trip through the executor.
+//!
 //! Outputs finished but not yet handed to the consumer wait in a queue that counts against the
 //! limit. Everything here is safe code.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::stream::{FusedStream, Stream};
@@ -142,17 +151,37 @@ impl<S: Stream + ?Sized> BoundedStreamExt for S {}
 
 /// What the adapter shares with slot wakers and [`LimitHandle`]s.
 struct Shared {
-    /// The consumer's waker.
+    /// The consumer's waker, registered when `poll_next` is about to return `Pending`.
     waker: AtomicWaker,
+    /// Set when `poll_next` is about to return `Pending` (after registering `waker` and before
+    /// its last look at the bitmap and the limit); taken by the first wake-up after that, which
+    /// then wakes `waker`. While the consumer is working, wake-ups only set bits, which it
+    /// looks at before it sleeps: no waker traffic for a future that wakes itself.
+    asleep: AtomicBool,
     limit: AtomicUsize,
     /// Published by the adapter at the end of every `poll_next`.
     in_flight: AtomicUsize,
 }
 
+impl Shared {
+    /// Wakes the consumer if it is asleep. Called after the change it must see was made with
+    /// `SeqCst`: with the consumer's `SeqCst` store to `asleep` and its `SeqCst` look at the
+    /// change after that, either it sees the change or this sees it asleep.
+    #[inline]
+    fn wake_consumer(&self) {
+        if self.asleep.load(Ordering::SeqCst) && self.asleep.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
+}
+
 /// The ready bits of up to [`GROUP_SLOTS`] slots.
 struct Group {
     shared: Arc<Shared>,
-    /// Bit `w` set: `words[w]` may be non-zero.
+    /// Bit `w` clear: `words[w]` is zero, or its first mark is on its way to set bit `w`.
+    /// Bits are set by marks and cleared only by the consumer, when it finds their word zero
+    /// (see [`Slots::poll_marked`]); so a bit usually stays set while its word is in use, and
+    /// a mark finds it set and has nothing to write.
     summary: AtomicU64,
     words: [AtomicU64; 64],
 }
@@ -166,15 +195,46 @@ impl Group {
         }
     }
 
-    /// Marks slot `bit` of this group ready; wakes the consumer if the group had none ready.
+    /// Marks slot `bit` of this group ready; if its word had none ready, makes sure the
+    /// summary shows the word and wakes the consumer if it is asleep.
+    ///
+    /// Against the consumer clearing a summary bit (`fetch_and`, then a look at the word):
+    /// either the consumer sees this mark in the word, or this sees the bit cleared and sets it.
+    #[inline]
     fn mark(&self, bit: usize) {
         let word = bit / 64;
-        if self.words[word].fetch_or(1 << (bit % 64), Ordering::AcqRel) == 0
-            && self.summary.fetch_or(1 << word, Ordering::AcqRel) == 0
-        {
-            self.shared.waker.wake();
+        if self.words[word].fetch_or(1 << (bit % 64), Ordering::SeqCst) == 0 {
+            if self.summary.load(Ordering::SeqCst) & (1 << word) == 0 {
+                self.summary.fetch_or(1 << word, Ordering::SeqCst);
+            }
+            self.shared.wake_consumer();
         }
     }
+
+    /// Whether a slot of this group is marked (words whose summary bit is clear are zero,
+    /// or their mark is on its way and will wake the consumer if it sleeps).
+    #[inline]
+    fn any_marked(&self, order: Ordering) -> bool {
+        let mut summary = self.summary.load(order);
+        while summary != 0 {
+            let w = summary.trailing_zeros() as usize;
+            summary &= summary - 1;
+            if self.words[w].load(order) != 0 {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+thread_local! {
+    /// The address of the [`SlotWaker`] of the slot being polled on this thread (0 if none),
+    /// with bit 0 set once that waker was woken during the poll: a future that wakes itself
+    /// while it is polled (as `yield_now` does outside tokio) is noted in the adapter's own
+    /// list, with no atomic operation at all. Set before a poll and reset to 0 after it, also
+    /// when the poll unwinds. An adapter inside a future of another resets it too: wake-ups
+    /// after that take the bitmap's way, which is always right, only slower.
+    static POLLING: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The waker of one slot, made once when the slot is made.
@@ -185,11 +245,18 @@ struct SlotWaker {
 
 impl Wake for SlotWaker {
     fn wake(self: Arc<Self>) {
-        self.group.mark(self.bit);
+        self.wake_by_ref();
     }
 
+    #[inline]
     fn wake_by_ref(self: &Arc<Self>) {
-        self.group.mark(self.bit);
+        let me = Arc::as_ptr(self).addr();
+        let polling = POLLING.get();
+        if polling & !1 == me {
+            POLLING.set(me | 1);
+        } else {
+            self.group.mark(self.bit);
+        }
     }
 }
 
@@ -197,18 +264,39 @@ impl Wake for SlotWaker {
 struct Slot<F> {
     future: Pin<Box<Option<F>>>,
     waker: Waker,
+    /// The address of the waker's [`SlotWaker`], for [`POLLING`].
+    id: usize,
+    /// The slot is in `Slots::again`: it is not put there twice, so `again` never holds more
+    /// entries than there are slots.
+    again: bool,
 }
 
 /// The futures in flight: the slots that run them and the outputs not yet returned.
 struct Slots<F: Future> {
     slots: Vec<Slot<F>>,
-    /// Indices of empty slots.
+    /// Indices of empty slots; the last one is used next.
     free: Vec<usize>,
     groups: Vec<Arc<Group>>,
-    /// Finished outputs not yet returned, in completion order; they count as in flight.
-    ready: VecDeque<F::Output>,
-    /// Futures in slots.
-    running: usize,
+    /// Finished outputs not yet returned, oldest first: `leaving` (the one `poll_next` is
+    /// about to return once it has refilled its slot), `front`, then `rest`. `front` is `None`
+    /// only when `rest` is empty: the usual single waiting output moves without any queue
+    /// bookkeeping.
+    leaving: Option<F::Output>,
+    front: Option<F::Output>,
+    rest: VecDeque<F::Output>,
+    /// Slots whose future woke itself while it was polled (see [`POLLING`]), to poll again.
+    /// Only the first `due`, those noted before the current `poll_next` began, are polled in
+    /// it: a future that keeps waking itself is polled once per `poll_next`, and lets other
+    /// tasks run in between, as it asked.
+    again: VecDeque<usize>,
+    due: usize,
+    /// Whether the next pass looks at `again` before the bitmap; it alternates, so that
+    /// neither can starve the other.
+    again_first: bool,
+    /// Futures pulled whose output has not been returned: in slots, or finished above.
+    in_flight: usize,
+    /// The word (`group * 64 + word`) where the next look at the bitmap starts.
+    cursor: usize,
     shared: Arc<Shared>,
 }
 
@@ -218,118 +306,275 @@ impl<F: Future> Slots<F> {
             slots: Vec::new(),
             free: Vec::new(),
             groups: Vec::new(),
-            ready: VecDeque::new(),
-            running: 0,
+            leaving: None,
+            front: None,
+            rest: VecDeque::new(),
+            again: VecDeque::new(),
+            due: 0,
+            again_first: false,
+            in_flight: 0,
+            cursor: 0,
             shared: Arc::new(Shared {
                 waker: AtomicWaker::new(),
+                asleep: AtomicBool::new(false),
                 limit: AtomicUsize::new(limit.get()),
                 in_flight: AtomicUsize::new(0),
             }),
         }
     }
 
-    fn in_flight(&self) -> usize {
-        self.running + self.ready.len()
+    #[inline]
+    fn has_output(&self) -> bool {
+        self.leaving.is_some() || self.front.is_some()
     }
 
-    /// Puts `future` in a free slot (made if there is none) and polls it once.
+    #[inline]
+    fn push_output(&mut self, output: F::Output) {
+        if self.front.is_none() {
+            self.front = Some(output);
+        } else {
+            self.rest.push_back(output);
+        }
+    }
+
+    /// Makes the oldest output the `leaving` one, unless one is leaving already.
+    #[inline]
+    fn leave(&mut self) {
+        if self.leaving.is_none() {
+            self.leaving = self.front.take();
+            self.front = self.rest.pop_front();
+        }
+    }
+
+    /// Takes the oldest output.
+    #[inline]
+    fn pop_output(&mut self) -> Option<F::Output> {
+        self.leave();
+        let output = self.leaving.take();
+        if output.is_some() {
+            self.in_flight -= 1;
+        }
+        output
+    }
+
+    /// Puts `future` in a free slot (made if there is none) and polls it once. A future ready
+    /// at once leaves its slot on the free list.
+    #[inline]
     fn start(&mut self, future: F) {
-        let index = match self.free.pop() {
-            Some(index) => index,
+        let index = match self.free.last() {
+            Some(&index) => index,
             None => self.new_slot(),
         };
-        self.slots[index].future.set(Some(future));
-        self.running += 1;
-        self.poll(index);
+        self.in_flight += 1;
+        let guard = FreeOnUnwind {
+            slots: &mut *self,
+            index,
+            listed: true,
+        };
+        let slot = &mut guard.slots.slots[index];
+        let mut pinned = slot.future.as_mut();
+        pinned.set(Some(future));
+        POLLING.set(slot.id);
+        let poll = match pinned.as_mut().as_pin_mut() {
+            Some(future) => future.poll(&mut Context::from_waker(&slot.waker)),
+            None => Poll::Pending,
+        };
+        let woke = POLLING.replace(0) & 1 != 0;
+        match poll {
+            Poll::Ready(output) => {
+                pinned.set(None);
+                std::mem::forget(guard);
+                self.push_output(output);
+            }
+            Poll::Pending => {
+                let again = woke && !std::mem::replace(&mut slot.again, true);
+                std::mem::forget(guard);
+                self.free.pop();
+                if again {
+                    self.again.push_back(index);
+                }
+            }
+        }
     }
 
-    /// Makes slot number `slots.len()`, with its group if it is the first of one.
+    /// Makes slot number `slots.len()`, with its group if it is the first of one, and lists
+    /// it as free. Out of line: it runs at most `limit` times, and `Group` is large.
+    #[cold]
+    #[inline(never)]
     fn new_slot(&mut self) -> usize {
         let index = self.slots.len();
         if index / GROUP_SLOTS == self.groups.len() {
             let group = Group::new(Arc::clone(&self.shared));
             self.groups.push(Arc::new(group));
         }
-        let waker = Waker::from(Arc::new(SlotWaker {
+        let waker = Arc::new(SlotWaker {
             group: Arc::clone(&self.groups[index / GROUP_SLOTS]),
             bit: index % GROUP_SLOTS,
-        }));
+        });
+        let id = Arc::as_ptr(&waker).addr();
         self.slots.push(Slot {
             future: Box::pin(None),
-            waker,
+            waker: Waker::from(waker),
+            id,
+            again: false,
         });
+        self.free.push(index);
         index
     }
 
     /// Polls the future in slot `index`, if any (a late wake-up can find the slot empty). A
-    /// finished future leaves its output in `ready` and its slot free. A future that panics is
-    /// dropped and its slot freed before the panic goes on to the consumer, so the stream stays
-    /// usable without it, as `futures::stream::FuturesUnordered` does.
+    /// finished future leaves its output in the queue and its slot free; one that woke itself
+    /// meanwhile is noted in `again`.
+    ///
+    /// A future that panics (here or in [`start`](Self::start)) is dropped and its slot freed
+    /// as the panic goes on to the consumer, so the stream stays usable without it, as
+    /// `futures::stream::FuturesUnordered` does.
+    #[inline]
     fn poll(&mut self, index: usize) {
-        let slot = &mut self.slots[index];
+        let guard = FreeOnUnwind {
+            slots: &mut *self,
+            index,
+            listed: false,
+        };
+        let slot = &mut guard.slots.slots[index];
         let Some(future) = slot.future.as_mut().as_pin_mut() else {
+            std::mem::forget(guard);
             return;
         };
-        let mut cx = Context::from_waker(&slot.waker);
-        let poll = match panic::catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
-            Ok(poll) => poll,
-            Err(payload) => {
-                self.finish(index);
-                self.mark_running();
-                panic::resume_unwind(payload);
+        POLLING.set(slot.id);
+        let poll = future.poll(&mut Context::from_waker(&slot.waker));
+        let woke = POLLING.replace(0) & 1 != 0;
+        match poll {
+            Poll::Ready(output) => {
+                slot.future.set(None);
+                std::mem::forget(guard);
+                self.free.push(index);
+                self.push_output(output);
             }
-        };
-        if let Poll::Ready(output) = poll {
-            self.finish(index);
-            self.ready.push_back(output);
-        }
-    }
-
-    /// Marks every slot that holds a future ready. A panic unwinds out of `poll_woken` with
-    /// the marks it had taken but not yet polled; marking every running slot again (a spurious
-    /// poll is harmless) makes sure no wake-up is lost and the stream stays usable.
-    fn mark_running(&self) {
-        for (index, slot) in self.slots.iter().enumerate() {
-            if slot.future.is_some() {
-                self.groups[index / GROUP_SLOTS].mark(index % GROUP_SLOTS);
+            Poll::Pending => {
+                let again = woke && !std::mem::replace(&mut slot.again, true);
+                std::mem::forget(guard);
+                if again {
+                    self.again.push_back(index);
+                }
             }
         }
     }
 
-    fn finish(&mut self, index: usize) {
-        self.slots[index].future.set(None);
-        self.running -= 1;
-        self.free.push(index);
+    /// Whether a slot is marked in the bitmap.
+    #[inline]
+    fn any_marked(&self, order: Ordering) -> bool {
+        self.groups.iter().any(|group| group.any_marked(order))
     }
 
-    /// Polls the futures whose slots were woken until no slot is marked or `budget` polls
-    /// were made. Marks left over are put back.
+    /// Polls the futures whose slots were woken, until none is left or `budget` polls were
+    /// made.
+    #[inline]
     fn poll_woken(&mut self, budget: &mut usize) {
-        for g in 0..self.groups.len() {
+        self.again_first = !self.again_first;
+        if self.again_first {
+            self.poll_again(budget);
+            self.poll_marked(budget);
+        } else {
+            self.poll_marked(budget);
+            self.poll_again(budget);
+        }
+    }
+
+    /// Polls the futures that woke themselves and are due, in turn.
+    #[inline]
+    fn poll_again(&mut self, budget: &mut usize) {
+        while self.due > 0 && *budget > 0 {
+            let Some(index) = self.again.pop_front() else {
+                return;
+            };
+            self.due -= 1;
+            self.slots[index].again = false;
+            *budget -= 1;
+            self.poll(index);
+        }
+    }
+
+    /// Polls the futures whose slots are marked in the bitmap until none is or `budget` polls
+    /// were made. Marks left over are put back. Each pass starts at the word after the last one
+    /// it emptied (or at the one it stopped in), so that no slot waits behind others woken
+    /// again and again.
+    fn poll_marked(&mut self, budget: &mut usize) {
+        let groups = self.groups.len();
+        let start = self.cursor;
+        let mut g = start / 64;
+        for k in 0..groups {
             if *budget == 0 {
                 return;
             }
-            let group = Arc::clone(&self.groups[g]);
-            let mut summary = group.summary.swap(0, Ordering::AcqRel);
-            while summary != 0 && *budget > 0 {
-                let w = summary.trailing_zeros() as usize;
-                summary &= summary - 1;
-                let mut bits = group.words[w].swap(0, Ordering::AcqRel);
+            if k > 0 {
+                g += 1;
+            }
+            if g >= groups {
+                g = 0;
+            }
+            let summary = self.groups[g].summary.load(Ordering::Acquire);
+            // Words from `first` up, then from 0.
+            let first = if k == 0 { start % 64 } else { 0 };
+            let mut order = summary.rotate_right(first as u32);
+            while order != 0 {
+                let w = (order.trailing_zeros() as usize + first) % 64;
+                order &= order - 1;
+                let group = &self.groups[g];
+                let word = &group.words[w];
+                let mut bits = if word.load(Ordering::Relaxed) != 0 {
+                    word.swap(0, Ordering::Acquire)
+                } else {
+                    // Nothing marked since the last take: clear its summary bit, then look
+                    // once more, against a mark that saw the bit still set (see `mark`).
+                    group.summary.fetch_and(!(1 << w), Ordering::SeqCst);
+                    if word.load(Ordering::SeqCst) == 0 {
+                        continue;
+                    }
+                    group.summary.fetch_or(1 << w, Ordering::SeqCst);
+                    word.swap(0, Ordering::Acquire)
+                };
                 while bits != 0 {
                     if *budget == 0 {
-                        // Out of budget: give the rest back to the bitmap.
-                        group.words[w].fetch_or(bits, Ordering::AcqRel);
-                        summary |= 1 << w;
-                        break;
+                        // Out of budget: give the rest back (its summary bit is set), and
+                        // start here next time.
+                        self.groups[g].words[w].fetch_or(bits, Ordering::Release);
+                        self.cursor = g * 64 + w;
+                        return;
                     }
                     let b = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     *budget -= 1;
                     self.poll(g * GROUP_SLOTS + w * 64 + b);
                 }
+                self.cursor = g * 64 + w + 1;
             }
-            if summary != 0 {
-                group.summary.fetch_or(summary, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Drops the future of slot `index` and frees the slot if the poll of the future unwinds.
+struct FreeOnUnwind<'a, F: Future> {
+    slots: &'a mut Slots<F>,
+    index: usize,
+    /// The slot is on the free list already.
+    listed: bool,
+}
+
+impl<F: Future> Drop for FreeOnUnwind<'_, F> {
+    fn drop(&mut self) {
+        POLLING.set(0);
+        self.slots.slots[self.index].future.set(None);
+        self.slots.in_flight -= 1;
+        if !self.listed {
+            self.slots.free.push(self.index);
+        }
+        // The panic unwinds out of `poll_marked` with the marks it had taken but not yet
+        // polled. Mark every running slot again (a spurious poll is harmless), so that no
+        // wake-up is lost and the stream stays usable.
+        for (index, slot) in self.slots.slots.iter().enumerate() {
+            if slot.future.is_some() {
+                self.slots.groups[index / GROUP_SLOTS].mark(index % GROUP_SLOTS);
             }
         }
     }
@@ -425,7 +670,7 @@ where
     /// # });
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.slots.in_flight()
+        self.slots.in_flight
     }
 }
 
@@ -437,7 +682,7 @@ where
     /// Takes an output that is finished and waiting, without polling anything. For the
     /// crate's functions, which save every finished row when they stop on an error.
     pub(crate) fn take_finished(self: Pin<&mut Self>) -> Option<<S::Item as Future>::Output> {
-        self.project().slots.ready.pop_front()
+        self.project().slots.pop_output()
     }
 }
 
@@ -451,21 +696,23 @@ pub(crate) fn checked_limit(limit: usize) -> NonZeroUsize {
 
 /// Pulls futures from `source` into free slots, polling each once, while fewer than the limit
 /// are in flight (not counting the `leaving` outputs about to be returned) and budget remains.
-/// Drops the source when it ends.
+/// Drops the source when it ends. Returns whether the source returned `Pending`.
+#[inline(always)]
 fn fill<S>(
     mut source: Pin<&mut Option<S>>,
     slots: &mut Slots<S::Item>,
     cx: &mut Context<'_>,
     budget: &mut usize,
     leaving: usize,
-) where
+) -> bool
+where
     S: Stream,
     S::Item: Future,
 {
     let limit = slots.shared.limit.load(Ordering::Relaxed);
-    while slots.in_flight() - leaving < limit && *budget > 0 {
+    while slots.in_flight - leaving < limit && *budget > 0 {
         let Some(stream) = source.as_mut().as_pin_mut() else {
-            return;
+            return false;
         };
         *budget -= 1;
         match stream.poll_next(cx) {
@@ -475,11 +722,12 @@ fn fill<S>(
             }
             Poll::Ready(None) => {
                 source.set(None);
-                return;
+                return false;
             }
-            Poll::Pending => return,
+            Poll::Pending => return true,
         }
     }
+    false
 }
 
 impl<S> Stream for BoundedUnordered<S>
@@ -493,14 +741,20 @@ where
         let mut this = self.project();
         let slots = this.slots;
         let mut budget = BUDGET;
+        // Awake: wake-ups from now on only set bits (see `Shared::asleep`).
+        if slots.shared.asleep.load(Ordering::Relaxed) {
+            slots.shared.asleep.store(false, Ordering::Relaxed);
+        }
+        slots.due = slots.again.len();
         let poll = loop {
-            if !slots.ready.is_empty() {
+            if slots.has_output() {
                 // Refill the slot this output frees before handing it out, even when the
-                // budget is spent (one pull and one poll). The output leaves the queue only
-                // afterwards, so a panic while refilling does not lose it.
+                // budget is spent (one pull and one poll). The output waits in `leaving`
+                // meanwhile, so a panic while refilling does not lose it.
+                slots.leave();
                 let mut refill = budget.max(2);
                 fill(this.source.as_mut(), slots, cx, &mut refill, 1);
-                break Poll::Ready(slots.ready.pop_front());
+                break Poll::Ready(slots.pop_output());
             }
             if budget == 0 {
                 // Spent: let other tasks run, and come back.
@@ -510,23 +764,39 @@ where
             if *this.terminated {
                 break Poll::Ready(None);
             }
-            // Register before looking at the bitmap, so that no wake-up falls in between.
-            slots.shared.waker.register(cx.waker());
             slots.poll_woken(&mut budget);
-            fill(this.source.as_mut(), slots, cx, &mut budget, 0);
-            if !slots.ready.is_empty() || budget == 0 {
+            let source_pending = slots.in_flight < slots.shared.limit.load(Ordering::Relaxed)
+                && fill(this.source.as_mut(), slots, cx, &mut budget, 0);
+            if slots.has_output() || budget == 0 || slots.any_marked(Ordering::Relaxed) {
                 continue;
             }
-            if this.source.is_none() && slots.running == 0 {
+            if this.source.is_none() && slots.in_flight == 0 {
                 *this.terminated = true;
                 break Poll::Ready(None);
+            }
+            if !slots.again.is_empty() {
+                // Futures woke themselves during this call: let other tasks run first.
+                cx.waker().wake_by_ref();
+                break Poll::Pending;
+            }
+            // Nothing to do: go to sleep, then look again for a wake-up or a raised limit
+            // that came in meanwhile (see `Shared::asleep`).
+            let shared = &*slots.shared;
+            shared.waker.register(cx.waker());
+            shared.asleep.store(true, Ordering::SeqCst);
+            let room = this.source.is_some()
+                && !source_pending
+                && slots.in_flight < shared.limit.load(Ordering::SeqCst);
+            if room || slots.any_marked(Ordering::SeqCst) {
+                shared.asleep.store(false, Ordering::Relaxed);
+                continue;
             }
             break Poll::Pending;
         };
         slots
             .shared
             .in_flight
-            .store(slots.in_flight(), Ordering::Relaxed);
+            .store(slots.in_flight, Ordering::Relaxed);
         poll
     }
 
@@ -650,8 +920,8 @@ impl LimitHandle {
     #[track_caller]
     pub fn set_limit(&self, limit: usize) {
         let limit = checked_limit(limit).get();
-        if self.shared.limit.swap(limit, Ordering::Relaxed) < limit {
-            self.shared.waker.wake();
+        if self.shared.limit.swap(limit, Ordering::SeqCst) < limit {
+            self.shared.wake_consumer();
         }
     }
 

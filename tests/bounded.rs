@@ -497,6 +497,194 @@ fn waking_one_future_polls_only_that_future() {
     });
 }
 
+/// Pending until its `ready_on`-th poll (never if `None`). Once `spin` is set it wakes itself
+/// at every poll; before, it leaves its waker in `parked`.
+struct Spinner {
+    polls: usize,
+    ready_on: Option<usize>,
+    value: usize,
+    spin: Arc<AtomicBool>,
+    parked: Arc<Mutex<Vec<Waker>>>,
+}
+
+impl Future for Spinner {
+    type Output = usize;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        self.polls += 1;
+        if Some(self.polls) == self.ready_on {
+            return Poll::Ready(self.value);
+        }
+        if self.spin.load(Ordering::SeqCst) {
+            cx.waker().wake_by_ref();
+        } else {
+            self.parked.lock().unwrap().push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+fn spinners(
+    n: usize,
+    ready_on: impl Fn(usize) -> Option<usize>,
+) -> (
+    Arc<AtomicBool>,
+    Arc<Mutex<Vec<Waker>>>,
+    impl Stream<Item = Spinner>,
+) {
+    let spin = Arc::new(AtomicBool::new(false));
+    let parked = Arc::new(Mutex::new(Vec::new()));
+    let tasks = stream::iter(0..n).map({
+        let (spin, parked) = (spin.clone(), parked.clone());
+        move |value| Spinner {
+            polls: 0,
+            ready_on: ready_on(value),
+            value,
+            spin: spin.clone(),
+            parked: parked.clone(),
+        }
+    });
+    (spin, parked, tasks)
+}
+
+#[test]
+fn futures_that_wake_themselves_do_not_starve_the_others() {
+    with_watchdog("fairness", || {
+        // 255 futures that wake themselves forever, more than one poll's budget, and one in a
+        // high slot that finishes on its third poll.
+        let (limit, late) = (256, 200);
+        let (spin, parked, tasks) = spinners(limit, |value| (value == late).then_some(3));
+        let mut stream = run_bounded(tasks, limit);
+        let (_, waker) = counting_waker();
+        while stream.in_flight() < limit {
+            assert!(poll_with(&mut stream, &waker).is_pending());
+        }
+        spin.store(true, Ordering::SeqCst);
+        parked.lock().unwrap().drain(..).for_each(Waker::wake);
+        let mut polls = 0;
+        let output = loop {
+            polls += 1;
+            assert!(polls <= 20, "slot {late} was not polled again in 20 polls");
+            if let Poll::Ready(output) = poll_with(&mut stream, &waker) {
+                break output;
+            }
+        };
+        assert_eq!(output, Some(late));
+    });
+}
+
+#[test]
+fn a_future_that_wakes_itself_is_polled_again_at_the_next_poll() {
+    with_watchdog("self_wake", || {
+        // Each is ready on its second poll. The first poll pulls and polls the first one and
+        // wakes the task (the future asked to let others run); from then on each poll polls
+        // the waiting one again, returns its output, and pulls and polls the next.
+        let (spin, _, tasks) = spinners(3, |_| Some(2));
+        spin.store(true, Ordering::SeqCst);
+        let mut stream = run_bounded(tasks, 1);
+        let (wakes, waker) = counting_waker();
+        assert!(poll_with(&mut stream, &waker).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        for value in 0..3 {
+            assert_eq!(poll_with(&mut stream, &waker), Poll::Ready(Some(value)));
+        }
+        assert_eq!(poll_with(&mut stream, &waker), Poll::Ready(None));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "no other round trip");
+
+        // One that wakes itself forever is polled once per poll, which wakes the task.
+        let polls = Rc::new(Cell::new(0));
+        let spinner = futures::future::poll_fn({
+            let polls = polls.clone();
+            move |cx| {
+                polls.set(polls.get() + 1);
+                cx.waker().wake_by_ref();
+                Poll::<()>::Pending
+            }
+        });
+        let mut stream = run_bounded(stream::iter([spinner]), 4);
+        let (wakes, waker) = counting_waker();
+        for round in 1..=5 {
+            assert!(poll_with(&mut stream, &waker).is_pending());
+            assert_eq!(polls.get(), round);
+            assert_eq!(wakes.0.load(Ordering::SeqCst), round);
+        }
+    });
+}
+
+/// Pending once, waking itself, then ready.
+async fn yield_once() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+#[test]
+fn adapters_inside_futures_of_adapters_with_futures_that_wake_themselves() {
+    // A future that wakes itself is noted per thread while it is polled; an adapter polled
+    // inside a future of another must not lose the outer future's wake-ups.
+    on_all_runtimes(|_| async {
+        let inner = |outer: u64| {
+            let tasks = stream::iter(0..20u64).map(move |i| {
+                YieldNow::wrap(async move {
+                    for _ in 0..(i % 3) {
+                        futures::pending!();
+                    }
+                    outer * 100 + i
+                })
+            });
+            async move {
+                let mut sum = 0;
+                let mut outputs = run_bounded(tasks, 3);
+                while let Some(output) = outputs.next().await {
+                    sum += output;
+                    // The outer future wakes itself between inner outputs too.
+                    if output % 2 == 0 {
+                        yield_once().await;
+                    }
+                }
+                sum
+            }
+        };
+        for limit in [1, 2, 7] {
+            let mut sums: Vec<u64> = run_bounded(stream::iter(0..10u64).map(inner), limit)
+                .collect()
+                .await;
+            sums.sort();
+            let expected: Vec<u64> = (0..10u64)
+                .map(|outer| (0..20).map(|i| outer * 100 + i).sum())
+                .collect();
+            assert_eq!(sums, expected, "limit {limit}");
+        }
+    });
+}
+
+#[test]
+fn tokio_yield_now_inside_the_adapter() {
+    // Under tokio, `yield_now` wakes its waker only after the task's poll returns (from the
+    // runtime, not during the poll); elsewhere it wakes it at once. Both must get through.
+    on_all_runtimes(|_| async {
+        for limit in [1, 8, 300] {
+            let tasks = stream::iter(0..600u64).map(|i| async move {
+                for _ in 0..(i % 4) {
+                    tokio::task::yield_now().await;
+                }
+                i
+            });
+            let sum: u64 = run_bounded(tasks, limit)
+                .fold(0, |a, b| async move { a + b })
+                .await;
+            assert_eq!(sum, 600 * 599 / 2, "limit {limit}");
+        }
+    });
+}
+
 #[test]
 fn lowering_the_limit_lets_in_flight_finish_and_pulls_nothing_new() {
     with_watchdog("lower", || {
