@@ -25,7 +25,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use abstractions::{BoundedStreamExt, BoundedVariantsExt};
+use abstractions::BoundedStreamExt;
 use futures::future::FutureObj;
 use futures::stream::{self, Stream, StreamExt};
 use futures::task::{Spawn, SpawnError};

@@ -24,7 +24,7 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use abstractions::{BoundedStreamExt, BoundedVariantsExt};
+use abstractions::BoundedStreamExt;
 use futures::executor::block_on;
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use futures_buffered::{BufferedStreamExt, BufferedTryStreamExt};

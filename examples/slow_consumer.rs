@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use abstractions::{BoundedStreamExt, BoundedVariantsExt, StopHandle};
+use abstractions::{BoundedStreamExt, StopHandle};
 use futures::future::FutureObj;
 use futures::stream::{self, Stream, StreamExt};
 use futures::task::{Spawn, SpawnError};

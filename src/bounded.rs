@@ -110,45 +110,6 @@ where
     BoundedUnordered::new(tasks, limit)
 }
 
-/// An extension trait that adds [`run_bounded`](BoundedStreamExt::run_bounded) to every
-/// stream of futures.
-///
-/// Named so that it never clashes with `futures::StreamExt`.
-pub trait BoundedStreamExt: Stream {
-    /// Runs the futures of this stream with at most `limit` in flight, yielding their outputs
-    /// as they finish. See the free function [`run_bounded`] for the full story.
-    ///
-    /// # Panics
-    ///
-    /// Panics if `limit` is 0.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use abstractions::BoundedStreamExt;
-    /// use futures::stream::{self, StreamExt};
-    ///
-    /// # futures::executor::block_on(async {
-    /// let total: u32 = stream::iter(1..=4)
-    ///     .map(|n| async move { n * 10 })
-    ///     .run_bounded(2)
-    ///     .fold(0, |sum, n| async move { sum + n })
-    ///     .await;
-    /// assert_eq!(total, 100);
-    /// # });
-    /// ```
-    #[track_caller]
-    fn run_bounded(self, limit: usize) -> BoundedUnordered<Self>
-    where
-        Self: Sized,
-        Self::Item: Future,
-    {
-        BoundedUnordered::new(self, limit)
-    }
-}
-
-impl<S: Stream + ?Sized> BoundedStreamExt for S {}
-
 /// What the adapter shares with slot wakers and [`LimitHandle`]s.
 struct Shared {
     /// The consumer's waker, registered when `poll_next` is about to return `Pending`.

@@ -129,7 +129,7 @@ impl<F: TryFuture> Future for Tripwire<F> {
 
 pin_project! {
     /// Stream for the [`try_run_bounded`] function and the
-    /// [`BoundedVariantsExt::try_run_bounded`](crate::BoundedVariantsExt::try_run_bounded)
+    /// [`BoundedStreamExt::try_run_bounded`](crate::BoundedStreamExt::try_run_bounded)
     /// method.
     #[must_use = "streams do nothing unless polled"]
     pub struct TryBoundedUnordered<S>

@@ -83,7 +83,7 @@ where
 
 pin_project! {
     /// Future for the [`for_each_bounded`] function and the
-    /// [`BoundedVariantsExt::for_each_bounded`](crate::BoundedVariantsExt::for_each_bounded)
+    /// [`BoundedStreamExt::for_each_bounded`](crate::BoundedStreamExt::for_each_bounded)
     /// method.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ForEachBounded<S, Fut, F>

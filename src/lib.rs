@@ -45,7 +45,7 @@
 //! does not stall them; it needs no executor:
 //!
 //! ```
-//! use abstractions::BoundedVariantsExt;
+//! use abstractions::BoundedStreamExt;
 //! use futures::stream::{self, StreamExt};
 //!
 //! # futures::executor::block_on(async {
@@ -63,7 +63,7 @@
 //! few-line wrapper, shown in [`run_bounded_spawn`]'s docs:
 //!
 //! ```
-//! use abstractions::BoundedVariantsExt;
+//! use abstractions::BoundedStreamExt;
 //! use futures::executor::LocalPool;
 //! use futures::stream::{self, StreamExt};
 //!
@@ -87,7 +87,7 @@
 //! and so is the stop.
 //!
 //! ```
-//! use abstractions::{BoundedVariantsExt, StopHandle};
+//! use abstractions::{BoundedStreamExt, StopHandle};
 //! use futures::stream::{self, StreamExt};
 //!
 //! # futures::executor::block_on(async {
@@ -118,6 +118,7 @@
 
 mod batches;
 mod bounded;
+mod ext;
 mod fallible;
 mod fault;
 mod for_each;
@@ -127,10 +128,10 @@ mod ordered;
 mod spawn;
 mod stop;
 mod until_stopped;
-mod variants;
 
 pub use batches::{BatchError, Batches, BatchesStream, batches, batches_stream};
-pub use bounded::{BoundedStreamExt, BoundedUnordered, LimitHandle, run_bounded};
+pub use bounded::{BoundedUnordered, LimitHandle, run_bounded};
+pub use ext::BoundedStreamExt;
 pub use fallible::{TryBoundedUnordered, try_run_bounded};
 pub use for_each::{ForEachBounded, for_each_bounded};
 pub use ordered::{BoundedOrdered, run_bounded_ordered};
@@ -140,7 +141,6 @@ pub use spawn::{
 };
 pub use stop::{StopHandle, Stopped};
 pub use until_stopped::{UntilStopped, until_stopped};
-pub use variants::BoundedVariantsExt;
 
 // The README's examples run as doc tests.
 #[cfg(doctest)]

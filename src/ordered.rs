@@ -146,7 +146,7 @@ type Output<S> = <<S as Stream>::Item as Future>::Output;
 
 pin_project! {
     /// Stream for the [`run_bounded_ordered`] function and the
-    /// [`BoundedVariantsExt::run_bounded_ordered`](crate::BoundedVariantsExt::run_bounded_ordered)
+    /// [`BoundedStreamExt::run_bounded_ordered`](crate::BoundedStreamExt::run_bounded_ordered)
     /// method.
     #[must_use = "streams do nothing unless polled"]
     pub struct BoundedOrdered<S>

@@ -55,7 +55,7 @@ pub fn until_stopped<S: Stream>(source: S, stop: &StopHandle) -> UntilStopped<S>
 
 pin_project! {
     /// Stream for the [`until_stopped`] function and the
-    /// [`BoundedVariantsExt::until_stopped`](crate::BoundedVariantsExt::until_stopped) method.
+    /// [`BoundedStreamExt::until_stopped`](crate::BoundedStreamExt::until_stopped) method.
     #[must_use = "streams do nothing unless polled"]
     pub struct UntilStopped<S> {
         // `None` once ended or stopped.

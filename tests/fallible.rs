@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
-use abstractions::{BoundedVariantsExt, TryBoundedUnordered, try_run_bounded};
+use abstractions::{BoundedStreamExt, TryBoundedUnordered, try_run_bounded};
 use common::on_all_runtimes;
 use futures::channel::{mpsc, oneshot};
 use futures::future::FutureExt;

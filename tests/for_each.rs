@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use abstractions::{BoundedVariantsExt, for_each_bounded};
+use abstractions::{BoundedStreamExt, for_each_bounded};
 use common::on_all_runtimes;
 use futures::FutureExt;
 use futures::stream::{self, StreamExt};

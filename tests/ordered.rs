@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use abstractions::{BoundedVariantsExt, run_bounded_ordered};
+use abstractions::{BoundedStreamExt, run_bounded_ordered};
 use common::on_all_runtimes;
 use common::spawners::with_spawner;
 use futures::FutureExt;

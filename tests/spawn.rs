@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use abstractions::{BoundedStreamExt, BoundedVariantsExt, run_bounded_spawn};
+use abstractions::{BoundedStreamExt, run_bounded_spawn};
 use common::on_all_runtimes;
 use common::spawners::{SmolLocalSpawner, TokioLocalSpawner, with_spawner};
 use futures::FutureExt;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use abstractions::{BoundedStreamExt, BoundedVariantsExt};
+use abstractions::BoundedStreamExt;
 use common::on_all_runtimes;
 use common::spawners::with_spawner;
 use futures::channel::{mpsc, oneshot};

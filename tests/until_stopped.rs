@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use abstractions::{BoundedStreamExt, BoundedVariantsExt, StopHandle};
+use abstractions::{BoundedStreamExt, StopHandle};
 use common::on_all_runtimes;
 use common::spawners::with_spawner;
 use futures::stream::{self, StreamExt};

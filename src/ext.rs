@@ -1,5 +1,4 @@
-//! The extension trait of the variants of `run_bounded`: spawn mode, the `for_each` shape,
-//! the graceful stop, the ordered and the fallible variants.
+//! The extension trait: `run_bounded` and its variants as methods of every stream of futures.
 
 use std::future::Future;
 
@@ -15,13 +14,44 @@ use crate::ordered::{self, BoundedOrdered};
 use crate::spawn::{self, SpawnEach, SpawnEachLocal};
 use crate::until_stopped::{self, UntilStopped};
 
-/// An extension trait that adds the variants of
-/// [`run_bounded`](crate::BoundedStreamExt::run_bounded) to every stream of futures: spawn
-/// mode, the `for_each` shape, the graceful stop, ordered and fallible outputs.
+/// An extension trait that adds [`run_bounded`](BoundedStreamExt::run_bounded) and its
+/// variants to every stream of futures: spawn mode, the `for_each` shape, the graceful stop,
+/// ordered and fallible outputs.
 ///
 /// Named so that it never clashes with `futures::StreamExt`. Each method is also a free
 /// function of the same name, whose docs tell the full story.
-pub trait BoundedVariantsExt: Stream {
+pub trait BoundedStreamExt: Stream {
+    /// Runs the futures of this stream with at most `limit` in flight, yielding their outputs
+    /// as they finish. See the free function [`run_bounded`](crate::run_bounded) for the full story.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `limit` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abstractions::BoundedStreamExt;
+    /// use futures::stream::{self, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let total: u32 = stream::iter(1..=4)
+    ///     .map(|n| async move { n * 10 })
+    ///     .run_bounded(2)
+    ///     .fold(0, |sum, n| async move { sum + n })
+    ///     .await;
+    /// assert_eq!(total, 100);
+    /// # });
+    /// ```
+    #[track_caller]
+    fn run_bounded(self, limit: usize) -> BoundedUnordered<Self>
+    where
+        Self: Sized,
+        Self::Item: Future,
+    {
+        crate::run_bounded(self, limit)
+    }
+
     /// Runs the futures of this stream as tasks of `spawner`, with at most `limit` in flight.
     /// See [`run_bounded_spawn`](crate::run_bounded_spawn).
     ///
@@ -32,7 +62,7 @@ pub trait BoundedVariantsExt: Stream {
     /// # Examples
     ///
     /// ```
-    /// use abstractions::BoundedVariantsExt;
+    /// use abstractions::BoundedStreamExt;
     /// use futures::executor::LocalPool;
     /// use futures::stream::{self, StreamExt};
     ///
@@ -66,7 +96,7 @@ pub trait BoundedVariantsExt: Stream {
     /// # Examples
     ///
     /// ```
-    /// use abstractions::BoundedVariantsExt;
+    /// use abstractions::BoundedStreamExt;
     /// use futures::executor::LocalPool;
     /// use futures::stream::{self, StreamExt};
     /// use std::rc::Rc;
@@ -96,7 +126,7 @@ pub trait BoundedVariantsExt: Stream {
     /// # Examples
     ///
     /// ```
-    /// use abstractions::{BoundedStreamExt, BoundedVariantsExt};
+    /// use abstractions::BoundedStreamExt;
     /// use futures::executor::LocalPool;
     /// use futures::stream::{self, StreamExt};
     ///
@@ -120,7 +150,7 @@ pub trait BoundedVariantsExt: Stream {
     /// # Examples
     ///
     /// ```
-    /// use abstractions::{BoundedStreamExt, BoundedVariantsExt};
+    /// use abstractions::BoundedStreamExt;
     /// use futures::executor::LocalPool;
     /// use futures::stream::{self, StreamExt};
     ///
@@ -148,7 +178,7 @@ pub trait BoundedVariantsExt: Stream {
     /// # Examples
     ///
     /// ```
-    /// use abstractions::BoundedVariantsExt;
+    /// use abstractions::BoundedStreamExt;
     /// use futures::stream::{self, StreamExt};
     ///
     /// # futures::executor::block_on(async {
@@ -180,7 +210,7 @@ pub trait BoundedVariantsExt: Stream {
     /// # Examples
     ///
     /// ```
-    /// use abstractions::{BoundedStreamExt, BoundedVariantsExt, StopHandle};
+    /// use abstractions::{BoundedStreamExt, StopHandle};
     /// use futures::stream::{self, StreamExt};
     ///
     /// # futures::executor::block_on(async {
@@ -208,7 +238,7 @@ pub trait BoundedVariantsExt: Stream {
     /// # Examples
     ///
     /// ```
-    /// use abstractions::BoundedVariantsExt;
+    /// use abstractions::BoundedStreamExt;
     /// use futures::stream::{self, StreamExt};
     ///
     /// # futures::executor::block_on(async {
@@ -239,7 +269,7 @@ pub trait BoundedVariantsExt: Stream {
     /// # Examples
     ///
     /// ```
-    /// use abstractions::BoundedVariantsExt;
+    /// use abstractions::BoundedStreamExt;
     /// use futures::stream::{self, StreamExt};
     ///
     /// # futures::executor::block_on(async {
@@ -261,4 +291,4 @@ pub trait BoundedVariantsExt: Stream {
     }
 }
 
-impl<S: Stream + ?Sized> BoundedVariantsExt for S {}
+impl<S: Stream + ?Sized> BoundedStreamExt for S {}
