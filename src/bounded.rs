@@ -221,6 +221,82 @@ impl Wake for SlotWaker {
     }
 }
 
+/// Where finished outputs wait until `poll_next` returns them, counted as in flight all the
+/// while: [`Fifo`] for [`BoundedUnordered`], other orders for the crate's variants, which thus
+/// run on the same slots without a second layer of bookkeeping.
+///
+/// Outputs leave in two steps: [`leave`](Outputs::leave) sets the next output aside (the
+/// adapter then refills its slot, and a panic meanwhile does not lose the output), and
+/// [`take`](Outputs::take) hands it out.
+pub(crate) trait Outputs<T>: Default {
+    /// What `poll_next` returns for an output.
+    type Item;
+    /// Stores a finished output.
+    fn push(&mut self, output: T);
+    /// Whether an output stored asked to stop pulling from the source: the adapter then drops
+    /// the source at its next pull, instead of pulling.
+    #[inline]
+    fn stops(&self) -> bool {
+        false
+    }
+    /// Whether an output can be handed out now.
+    fn ready(&self) -> bool;
+    /// Sets the next output aside to be taken, unless one is set aside already.
+    fn leave(&mut self);
+    /// Takes the output set aside.
+    fn take(&mut self) -> Option<Self::Item>;
+}
+
+/// Outputs in the order they finished: [`BoundedUnordered`]'s.
+pub(crate) struct Fifo<T> {
+    /// Oldest first: `leaving` (set aside), `front`, then `rest`. `front` is `None` only when
+    /// `rest` is empty: the usual single waiting output moves without any queue bookkeeping.
+    leaving: Option<T>,
+    front: Option<T>,
+    rest: VecDeque<T>,
+}
+
+impl<T> Default for Fifo<T> {
+    fn default() -> Self {
+        Fifo {
+            leaving: None,
+            front: None,
+            rest: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Outputs<T> for Fifo<T> {
+    type Item = T;
+
+    #[inline]
+    fn push(&mut self, output: T) {
+        if self.front.is_none() {
+            self.front = Some(output);
+        } else {
+            self.rest.push_back(output);
+        }
+    }
+
+    #[inline]
+    fn ready(&self) -> bool {
+        self.leaving.is_some() || self.front.is_some()
+    }
+
+    #[inline]
+    fn leave(&mut self) {
+        if self.leaving.is_none() {
+            self.leaving = self.front.take();
+            self.front = self.rest.pop_front();
+        }
+    }
+
+    #[inline]
+    fn take(&mut self) -> Option<T> {
+        self.leaving.take()
+    }
+}
+
 /// One unit of concurrency: a reusable pinned box for a future, and its waker.
 struct Slot<F> {
     future: Pin<Box<Option<F>>>,
@@ -233,18 +309,13 @@ struct Slot<F> {
 }
 
 /// The futures in flight: the slots that run them and the outputs not yet returned.
-struct Slots<F: Future> {
+struct Slots<F: Future, Q> {
     slots: Vec<Slot<F>>,
     /// Indices of empty slots; the last one is used next.
     free: Vec<usize>,
     groups: Vec<Arc<Group>>,
-    /// Finished outputs not yet returned, oldest first: `leaving` (the one `poll_next` is
-    /// about to return once it has refilled its slot), `front`, then `rest`. `front` is `None`
-    /// only when `rest` is empty: the usual single waiting output moves without any queue
-    /// bookkeeping.
-    leaving: Option<F::Output>,
-    front: Option<F::Output>,
-    rest: VecDeque<F::Output>,
+    /// Finished outputs not yet returned.
+    outputs: Q,
     /// Slots whose future woke itself while it was polled (see [`POLLING`]), to poll again.
     /// Only the first `due`, those noted before the current `poll_next` began, are polled in
     /// it: a future that keeps waking itself is polled once per `poll_next`, and lets other
@@ -261,15 +332,13 @@ struct Slots<F: Future> {
     shared: Arc<Shared>,
 }
 
-impl<F: Future> Slots<F> {
+impl<F: Future, Q: Outputs<F::Output>> Slots<F, Q> {
     fn new(limit: NonZeroUsize) -> Self {
         Slots {
             slots: Vec::new(),
             free: Vec::new(),
             groups: Vec::new(),
-            leaving: None,
-            front: None,
-            rest: VecDeque::new(),
+            outputs: Q::default(),
             again: VecDeque::new(),
             due: 0,
             again_first: false,
@@ -286,32 +355,25 @@ impl<F: Future> Slots<F> {
 
     #[inline]
     fn has_output(&self) -> bool {
-        self.leaving.is_some() || self.front.is_some()
+        self.outputs.ready()
     }
 
     #[inline]
     fn push_output(&mut self, output: F::Output) {
-        if self.front.is_none() {
-            self.front = Some(output);
-        } else {
-            self.rest.push_back(output);
-        }
+        self.outputs.push(output);
     }
 
-    /// Makes the oldest output the `leaving` one, unless one is leaving already.
+    /// Sets the next output aside to be returned, unless one is set aside already.
     #[inline]
     fn leave(&mut self) {
-        if self.leaving.is_none() {
-            self.leaving = self.front.take();
-            self.front = self.rest.pop_front();
-        }
+        self.outputs.leave();
     }
 
-    /// Takes the oldest output.
+    /// Takes the next output.
     #[inline]
-    fn pop_output(&mut self) -> Option<F::Output> {
-        self.leave();
-        let output = self.leaving.take();
+    fn pop_output(&mut self) -> Option<Q::Item> {
+        self.outputs.leave();
+        let output = self.outputs.take();
         if output.is_some() {
             self.in_flight -= 1;
         }
@@ -515,14 +577,14 @@ impl<F: Future> Slots<F> {
 }
 
 /// Drops the future of slot `index` and frees the slot if the poll of the future unwinds.
-struct FreeOnUnwind<'a, F: Future> {
-    slots: &'a mut Slots<F>,
+struct FreeOnUnwind<'a, F: Future, Q: Outputs<F::Output>> {
+    slots: &'a mut Slots<F, Q>,
     index: usize,
     /// The slot is on the free list already.
     listed: bool,
 }
 
-impl<F: Future> Drop for FreeOnUnwind<'_, F> {
+impl<F: Future, Q: Outputs<F::Output>> Drop for FreeOnUnwind<'_, F, Q> {
     fn drop(&mut self) {
         POLLING.set(0);
         self.slots.slots[self.index].future.set(None);
@@ -541,6 +603,73 @@ impl<F: Future> Drop for FreeOnUnwind<'_, F> {
     }
 }
 
+type Output<S> = <<S as Stream>::Item as Future>::Output;
+
+pin_project! {
+    /// The adapter, with its outputs kept by `Q`: [`BoundedUnordered`] and the crate's ordered
+    /// and fallible variants.
+    pub(crate) struct Bounded<S, Q>
+    where
+        S: Stream,
+        S::Item: Future,
+    {
+        // `None` once exhausted: the source is dropped as soon as it ends.
+        #[pin]
+        source: Option<S>,
+        slots: Slots<S::Item, Q>,
+        // `Ready(None)` was returned.
+        terminated: bool,
+    }
+}
+
+impl<S, Q> Bounded<S, Q>
+where
+    S: Stream,
+    S::Item: Future,
+    Q: Outputs<Output<S>>,
+{
+    #[track_caller]
+    pub(crate) fn new(source: S, limit: usize) -> Self {
+        Bounded {
+            source: Some(source),
+            slots: Slots::new(checked_limit(limit)),
+            terminated: false,
+        }
+    }
+
+    pub(crate) fn handle(&self) -> LimitHandle {
+        LimitHandle {
+            shared: Arc::clone(&self.slots.shared),
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.slots.shared.limit.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.slots.in_flight
+    }
+
+    /// Takes an output that is finished and can be handed out, without polling anything.
+    pub(crate) fn take_finished(self: Pin<&mut Self>) -> Option<Q::Item> {
+        self.project().slots.pop_output()
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.terminated
+    }
+
+    fn debug(&self, f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+        f.debug_struct(name)
+            .field("limit", &self.limit())
+            .field("in_flight", &self.in_flight())
+            .field("source_exhausted", &self.source.is_none())
+            .field("terminated", &self.terminated)
+            .finish()
+    }
+}
+
 pin_project! {
     /// Stream for the [`run_bounded`] function and the
     /// [`BoundedStreamExt::run_bounded`] method.
@@ -550,12 +679,8 @@ pin_project! {
         S: Stream,
         S::Item: Future,
     {
-        // `None` once exhausted: the source is dropped as soon as it ends.
         #[pin]
-        source: Option<S>,
-        slots: Slots<S::Item>,
-        // `Ready(None)` was returned.
-        terminated: bool,
+        core: Bounded<S, Fifo<Output<S>>>,
     }
 }
 
@@ -567,9 +692,7 @@ where
     #[track_caller]
     fn new(source: S, limit: usize) -> Self {
         BoundedUnordered {
-            source: Some(source),
-            slots: Slots::new(checked_limit(limit)),
-            terminated: false,
+            core: Bounded::new(source, limit),
         }
     }
 
@@ -593,9 +716,7 @@ where
     /// # });
     /// ```
     pub fn handle(&self) -> LimitHandle {
-        LimitHandle {
-            shared: Arc::clone(&self.slots.shared),
-        }
+        self.core.handle()
     }
 
     /// The current limit.
@@ -610,7 +731,7 @@ where
     /// assert_eq!(stream.limit(), 16);
     /// ```
     pub fn limit(&self) -> usize {
-        self.slots.shared.limit.load(Ordering::Relaxed)
+        self.core.limit()
     }
 
     /// How many futures are in flight: pulled from the source, and whose output has not been
@@ -631,7 +752,7 @@ where
     /// # });
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.slots.in_flight
+        self.core.in_flight()
     }
 }
 
@@ -642,8 +763,8 @@ where
 {
     /// Takes an output that is finished and waiting, without polling anything. For the
     /// crate's functions, which save every finished row when they stop on an error.
-    pub(crate) fn take_finished(self: Pin<&mut Self>) -> Option<<S::Item as Future>::Output> {
-        self.project().slots.pop_output()
+    pub(crate) fn take_finished(self: Pin<&mut Self>) -> Option<Output<S>> {
+        self.project().core.take_finished()
     }
 }
 
@@ -659,9 +780,9 @@ pub(crate) fn checked_limit(limit: usize) -> NonZeroUsize {
 /// are in flight (not counting the `leaving` outputs about to be returned) and budget remains.
 /// Drops the source when it ends. Returns whether the source returned `Pending`.
 #[inline(always)]
-fn fill<S>(
+fn fill<S, Q>(
     mut source: Pin<&mut Option<S>>,
-    slots: &mut Slots<S::Item>,
+    slots: &mut Slots<S::Item, Q>,
     cx: &mut Context<'_>,
     budget: &mut usize,
     leaving: usize,
@@ -669,9 +790,14 @@ fn fill<S>(
 where
     S: Stream,
     S::Item: Future,
+    Q: Outputs<Output<S>>,
 {
     let limit = slots.shared.limit.load(Ordering::Relaxed);
     while slots.in_flight - leaving < limit && *budget > 0 {
+        if slots.outputs.stops() {
+            source.set(None);
+            return false;
+        }
         let Some(stream) = source.as_mut().as_pin_mut() else {
             return false;
         };
@@ -691,13 +817,15 @@ where
     false
 }
 
-impl<S> Stream for BoundedUnordered<S>
+impl<S, Q> Stream for Bounded<S, Q>
 where
     S: Stream,
     S::Item: Future,
+    Q: Outputs<Output<S>>,
 {
-    type Item = <S::Item as Future>::Output;
+    type Item = Q::Item;
 
+    #[inline(always)]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
         let slots = this.slots;
@@ -764,7 +892,9 @@ where
     fn size_hint(&self) -> (usize, Option<usize>) {
         let in_flight = self.in_flight();
         match &self.source {
+            // Exhausted, or to be dropped at the next pull.
             None => (in_flight, Some(in_flight)),
+            Some(_) if self.slots.outputs.stops() => (in_flight, Some(in_flight)),
             Some(source) => {
                 let (lower, upper) = source.size_hint();
                 (
@@ -776,13 +906,29 @@ where
     }
 }
 
+impl<S> Stream for BoundedUnordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    type Item = Output<S>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.project().core.poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.core.size_hint()
+    }
+}
+
 impl<S> FusedStream for BoundedUnordered<S>
 where
     S: Stream,
     S::Item: Future,
 {
     fn is_terminated(&self) -> bool {
-        self.terminated
+        self.core.is_terminated()
     }
 }
 
@@ -792,12 +938,7 @@ where
     S::Item: Future,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BoundedUnordered")
-            .field("limit", &self.limit())
-            .field("in_flight", &self.in_flight())
-            .field("source_exhausted", &self.source.is_none())
-            .field("terminated", &self.terminated)
-            .finish()
+        self.core.debug(f, "BoundedUnordered")
     }
 }
 
