@@ -660,6 +660,11 @@ where
         self.terminated
     }
 
+    /// The finished outputs not yet returned.
+    pub(crate) fn outputs(&self) -> &Q {
+        &self.slots.outputs
+    }
+
     fn debug(&self, f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
         f.debug_struct(name)
             .field("limit", &self.limit())
