@@ -382,7 +382,7 @@ impl<F: Future, Q: Outputs<F::Output>> Slots<F, Q> {
 
     /// Puts `future` in a free slot (made if there is none) and polls it once. A future ready
     /// at once leaves its slot on the free list.
-    #[inline]
+    #[inline(always)]
     fn start(&mut self, future: F) {
         let index = match self.free.last() {
             Some(&index) => index,
