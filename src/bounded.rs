@@ -18,7 +18,11 @@
 //! in the same `poll_next`, within its budget, without a round trip through the executor.
 //!
 //! Outputs finished but not yet handed to the consumer wait in a queue that counts against the
-//! limit. Everything here is safe code.
+//! limit. The queue is a type parameter of the adapter's core, [`Bounded`] (see [`Outputs`]):
+//! [`BoundedUnordered`] keeps outputs in the order they finished; the ordered variant keeps
+//! them in source order in a ring, and the fallible variant stops pulling at the first error,
+//! both with no layer of their own between the slots and the consumer. Everything here is
+//! safe code.
 
 use std::cell::Cell;
 use std::collections::VecDeque;

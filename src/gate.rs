@@ -1,10 +1,10 @@
 //! A source wrapper that counts outputs held outside a [`BoundedUnordered`] against its limit.
 //!
 //! [`BoundedUnordered`] counts a future as in flight until its output is returned from
-//! `poll_next`. The adapters built on it (the ordered variant, the `for_each` shape) take
-//! outputs out early and hold them for a while: the ordered variant until every earlier output
-//! is out, the `for_each` shape until the body is free. Those held outputs must still count
-//! against the limit, or memory would grow without bound. The gate does that from the source
+//! `poll_next`. The `for_each` shape takes outputs out early and holds them until the body is
+//! free. Those held outputs must still count against the limit, or memory would grow without
+//! bound. (The ordered and fallible variants need no gate: their outputs wait inside the
+//! adapter, in an [`Outputs`](crate::bounded::Outputs) of their own.) The gate does that from the source
 //! side: it counts the futures pulled through it, the owner counts the outputs it lets go, and
 //! the gate pulls nothing while `pulled - released` reaches the limit.
 //!
