@@ -21,8 +21,9 @@
 //! limit. The queue is a type parameter of the adapter's core, [`Bounded`] (see [`Outputs`]):
 //! [`BoundedUnordered`] keeps outputs in the order they finished; the ordered variant keeps
 //! them in source order in a ring, and the fallible variant stops pulling at the first error,
-//! both with no layer of their own between the slots and the consumer. Everything here is
-//! safe code.
+//! both with no layer of their own between the slots and the consumer. The `for_each` shape
+//! lets outputs wait in the queue while its body works ([`Bounded::poll_progress`]).
+//! Everything here is safe code.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -267,6 +268,13 @@ impl<T> Default for Fifo<T> {
             front: None,
             rest: VecDeque::new(),
         }
+    }
+}
+
+impl<T> Fifo<T> {
+    /// How many outputs wait.
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.leaving.is_some()) + usize::from(self.front.is_some()) + self.rest.len()
     }
 }
 
@@ -826,16 +834,31 @@ where
     false
 }
 
-impl<S, Q> Stream for Bounded<S, Q>
+impl<S, Q> Bounded<S, Q>
 where
     S: Stream,
     S::Item: Future,
     Q: Outputs<Output<S>>,
 {
-    type Item = Q::Item;
+    /// Runs the futures in flight and fills free slots, as `poll_next` does, but hands out no
+    /// output: finished ones wait in the queue, counted as in flight. `Ready` once the stream
+    /// has ended (nothing is in flight, the source is exhausted); `Pending` once nothing is
+    /// left to do, with the task's waker registered as for `poll_next`. For the `for_each`
+    /// shape, while its body works.
+    pub(crate) fn poll_progress(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.poll_outputs::<false>(cx) {
+            Poll::Ready(None) => Poll::Ready(()),
+            Poll::Ready(Some(_)) => unreachable!("`poll_outputs::<false>` hands out no output"),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 
+    /// `poll_next`, or with `TAKE == false`, [`poll_progress`](Self::poll_progress).
     #[inline(always)]
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_outputs<const TAKE: bool>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Q::Item>> {
         let mut this = self.project();
         let slots = this.slots;
         let mut budget = BUDGET;
@@ -845,7 +868,7 @@ where
         }
         slots.due = slots.again.len();
         let poll = loop {
-            if slots.has_output() {
+            if TAKE && slots.has_output() {
                 // Refill the slot this output frees before handing it out, even when the
                 // budget is spent (one pull and one poll). The output waits in `leaving`
                 // meanwhile, so a panic while refilling does not lose it.
@@ -865,7 +888,7 @@ where
             slots.poll_woken(&mut budget);
             let source_pending = slots.in_flight < slots.shared.limit.load(Ordering::Relaxed)
                 && fill(this.source.as_mut(), slots, cx, &mut budget, 0);
-            if slots.has_output() || budget == 0 || slots.any_marked(Ordering::Relaxed) {
+            if (TAKE && slots.has_output()) || budget == 0 || slots.any_marked(Ordering::Relaxed) {
                 continue;
             }
             if this.source.is_none() && slots.in_flight == 0 {
@@ -896,6 +919,20 @@ where
             .in_flight
             .store(slots.in_flight, Ordering::Relaxed);
         poll
+    }
+}
+
+impl<S, Q> Stream for Bounded<S, Q>
+where
+    S: Stream,
+    S::Item: Future,
+    Q: Outputs<Output<S>>,
+{
+    type Item = Q::Item;
+
+    #[inline(always)]
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_outputs::<true>(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
