@@ -18,7 +18,12 @@
 //! in the same `poll_next`, within its budget, without a round trip through the executor.
 //!
 //! Outputs finished but not yet handed to the consumer wait in a queue that counts against the
-//! limit. Everything here is safe code.
+//! limit. The queue is a type parameter of the adapter's core, [`Bounded`] (see [`Outputs`]):
+//! [`BoundedUnordered`] keeps outputs in the order they finished; the ordered variant keeps
+//! them in source order in a ring, and the fallible variant stops pulling at the first error,
+//! both with no layer of their own between the slots and the consumer. The `for_each` shape
+//! lets outputs wait in the queue while its body works ([`Bounded::poll_progress`]).
+//! Everything here is safe code.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -221,6 +226,89 @@ impl Wake for SlotWaker {
     }
 }
 
+/// Where finished outputs wait until `poll_next` returns them, counted as in flight all the
+/// while: [`Fifo`] for [`BoundedUnordered`], other orders for the crate's variants, which thus
+/// run on the same slots without a second layer of bookkeeping.
+///
+/// Outputs leave in two steps: [`leave`](Outputs::leave) sets the next output aside (the
+/// adapter then refills its slot, and a panic meanwhile does not lose the output), and
+/// [`take`](Outputs::take) hands it out.
+pub(crate) trait Outputs<T>: Default {
+    /// What `poll_next` returns for an output.
+    type Item;
+    /// Stores a finished output.
+    fn push(&mut self, output: T);
+    /// Whether an output stored asked to stop pulling from the source: the adapter then drops
+    /// the source at its next pull, instead of pulling.
+    #[inline]
+    fn stops(&self) -> bool {
+        false
+    }
+    /// Whether an output can be handed out now.
+    fn ready(&self) -> bool;
+    /// Sets the next output aside to be taken, unless one is set aside already.
+    fn leave(&mut self);
+    /// Takes the output set aside.
+    fn take(&mut self) -> Option<Self::Item>;
+}
+
+/// Outputs in the order they finished: [`BoundedUnordered`]'s.
+pub(crate) struct Fifo<T> {
+    /// Oldest first: `leaving` (set aside), `front`, then `rest`. `front` is `None` only when
+    /// `rest` is empty: the usual single waiting output moves without any queue bookkeeping.
+    leaving: Option<T>,
+    front: Option<T>,
+    rest: VecDeque<T>,
+}
+
+impl<T> Default for Fifo<T> {
+    fn default() -> Self {
+        Fifo {
+            leaving: None,
+            front: None,
+            rest: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Fifo<T> {
+    /// How many outputs wait.
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.leaving.is_some()) + usize::from(self.front.is_some()) + self.rest.len()
+    }
+}
+
+impl<T> Outputs<T> for Fifo<T> {
+    type Item = T;
+
+    #[inline]
+    fn push(&mut self, output: T) {
+        if self.front.is_none() {
+            self.front = Some(output);
+        } else {
+            self.rest.push_back(output);
+        }
+    }
+
+    #[inline]
+    fn ready(&self) -> bool {
+        self.leaving.is_some() || self.front.is_some()
+    }
+
+    #[inline]
+    fn leave(&mut self) {
+        if self.leaving.is_none() {
+            self.leaving = self.front.take();
+            self.front = self.rest.pop_front();
+        }
+    }
+
+    #[inline]
+    fn take(&mut self) -> Option<T> {
+        self.leaving.take()
+    }
+}
+
 /// One unit of concurrency: a reusable pinned box for a future, and its waker.
 struct Slot<F> {
     future: Pin<Box<Option<F>>>,
@@ -233,18 +321,13 @@ struct Slot<F> {
 }
 
 /// The futures in flight: the slots that run them and the outputs not yet returned.
-struct Slots<F: Future> {
+struct Slots<F: Future, Q> {
     slots: Vec<Slot<F>>,
     /// Indices of empty slots; the last one is used next.
     free: Vec<usize>,
     groups: Vec<Arc<Group>>,
-    /// Finished outputs not yet returned, oldest first: `leaving` (the one `poll_next` is
-    /// about to return once it has refilled its slot), `front`, then `rest`. `front` is `None`
-    /// only when `rest` is empty: the usual single waiting output moves without any queue
-    /// bookkeeping.
-    leaving: Option<F::Output>,
-    front: Option<F::Output>,
-    rest: VecDeque<F::Output>,
+    /// Finished outputs not yet returned.
+    outputs: Q,
     /// Slots whose future woke itself while it was polled (see [`POLLING`]), to poll again.
     /// Only the first `due`, those noted before the current `poll_next` began, are polled in
     /// it: a future that keeps waking itself is polled once per `poll_next`, and lets other
@@ -261,15 +344,13 @@ struct Slots<F: Future> {
     shared: Arc<Shared>,
 }
 
-impl<F: Future> Slots<F> {
+impl<F: Future, Q: Outputs<F::Output>> Slots<F, Q> {
     fn new(limit: NonZeroUsize) -> Self {
         Slots {
             slots: Vec::new(),
             free: Vec::new(),
             groups: Vec::new(),
-            leaving: None,
-            front: None,
-            rest: VecDeque::new(),
+            outputs: Q::default(),
             again: VecDeque::new(),
             due: 0,
             again_first: false,
@@ -286,32 +367,25 @@ impl<F: Future> Slots<F> {
 
     #[inline]
     fn has_output(&self) -> bool {
-        self.leaving.is_some() || self.front.is_some()
+        self.outputs.ready()
     }
 
     #[inline]
     fn push_output(&mut self, output: F::Output) {
-        if self.front.is_none() {
-            self.front = Some(output);
-        } else {
-            self.rest.push_back(output);
-        }
+        self.outputs.push(output);
     }
 
-    /// Makes the oldest output the `leaving` one, unless one is leaving already.
+    /// Sets the next output aside to be returned, unless one is set aside already.
     #[inline]
     fn leave(&mut self) {
-        if self.leaving.is_none() {
-            self.leaving = self.front.take();
-            self.front = self.rest.pop_front();
-        }
+        self.outputs.leave();
     }
 
-    /// Takes the oldest output.
+    /// Takes the next output.
     #[inline]
-    fn pop_output(&mut self) -> Option<F::Output> {
-        self.leave();
-        let output = self.leaving.take();
+    fn pop_output(&mut self) -> Option<Q::Item> {
+        self.outputs.leave();
+        let output = self.outputs.take();
         if output.is_some() {
             self.in_flight -= 1;
         }
@@ -320,7 +394,7 @@ impl<F: Future> Slots<F> {
 
     /// Puts `future` in a free slot (made if there is none) and polls it once. A future ready
     /// at once leaves its slot on the free list.
-    #[inline]
+    #[inline(always)]
     fn start(&mut self, future: F) {
         let index = match self.free.last() {
             Some(&index) => index,
@@ -515,14 +589,14 @@ impl<F: Future> Slots<F> {
 }
 
 /// Drops the future of slot `index` and frees the slot if the poll of the future unwinds.
-struct FreeOnUnwind<'a, F: Future> {
-    slots: &'a mut Slots<F>,
+struct FreeOnUnwind<'a, F: Future, Q: Outputs<F::Output>> {
+    slots: &'a mut Slots<F, Q>,
     index: usize,
     /// The slot is on the free list already.
     listed: bool,
 }
 
-impl<F: Future> Drop for FreeOnUnwind<'_, F> {
+impl<F: Future, Q: Outputs<F::Output>> Drop for FreeOnUnwind<'_, F, Q> {
     fn drop(&mut self) {
         POLLING.set(0);
         self.slots.slots[self.index].future.set(None);
@@ -541,6 +615,78 @@ impl<F: Future> Drop for FreeOnUnwind<'_, F> {
     }
 }
 
+type Output<S> = <<S as Stream>::Item as Future>::Output;
+
+pin_project! {
+    /// The adapter, with its outputs kept by `Q`: [`BoundedUnordered`] and the crate's ordered
+    /// and fallible variants.
+    pub(crate) struct Bounded<S, Q>
+    where
+        S: Stream,
+        S::Item: Future,
+    {
+        // `None` once exhausted: the source is dropped as soon as it ends.
+        #[pin]
+        source: Option<S>,
+        slots: Slots<S::Item, Q>,
+        // `Ready(None)` was returned.
+        terminated: bool,
+    }
+}
+
+impl<S, Q> Bounded<S, Q>
+where
+    S: Stream,
+    S::Item: Future,
+    Q: Outputs<Output<S>>,
+{
+    #[track_caller]
+    pub(crate) fn new(source: S, limit: usize) -> Self {
+        Bounded {
+            source: Some(source),
+            slots: Slots::new(checked_limit(limit)),
+            terminated: false,
+        }
+    }
+
+    pub(crate) fn handle(&self) -> LimitHandle {
+        LimitHandle {
+            shared: Arc::clone(&self.slots.shared),
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.slots.shared.limit.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.slots.in_flight
+    }
+
+    /// Takes an output that is finished and can be handed out, without polling anything.
+    pub(crate) fn take_finished(self: Pin<&mut Self>) -> Option<Q::Item> {
+        self.project().slots.pop_output()
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.terminated
+    }
+
+    /// The finished outputs not yet returned.
+    pub(crate) fn outputs(&self) -> &Q {
+        &self.slots.outputs
+    }
+
+    fn debug(&self, f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+        f.debug_struct(name)
+            .field("limit", &self.limit())
+            .field("in_flight", &self.in_flight())
+            .field("source_exhausted", &self.source.is_none())
+            .field("terminated", &self.terminated)
+            .finish()
+    }
+}
+
 pin_project! {
     /// Stream for the [`run_bounded`] function and the
     /// [`BoundedStreamExt::run_bounded`] method.
@@ -550,12 +696,8 @@ pin_project! {
         S: Stream,
         S::Item: Future,
     {
-        // `None` once exhausted: the source is dropped as soon as it ends.
         #[pin]
-        source: Option<S>,
-        slots: Slots<S::Item>,
-        // `Ready(None)` was returned.
-        terminated: bool,
+        core: Bounded<S, Fifo<Output<S>>>,
     }
 }
 
@@ -567,9 +709,7 @@ where
     #[track_caller]
     fn new(source: S, limit: usize) -> Self {
         BoundedUnordered {
-            source: Some(source),
-            slots: Slots::new(checked_limit(limit)),
-            terminated: false,
+            core: Bounded::new(source, limit),
         }
     }
 
@@ -593,9 +733,7 @@ where
     /// # });
     /// ```
     pub fn handle(&self) -> LimitHandle {
-        LimitHandle {
-            shared: Arc::clone(&self.slots.shared),
-        }
+        self.core.handle()
     }
 
     /// The current limit.
@@ -610,7 +748,7 @@ where
     /// assert_eq!(stream.limit(), 16);
     /// ```
     pub fn limit(&self) -> usize {
-        self.slots.shared.limit.load(Ordering::Relaxed)
+        self.core.limit()
     }
 
     /// How many futures are in flight: pulled from the source, and whose output has not been
@@ -631,7 +769,7 @@ where
     /// # });
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.slots.in_flight
+        self.core.in_flight()
     }
 }
 
@@ -642,8 +780,8 @@ where
 {
     /// Takes an output that is finished and waiting, without polling anything. For the
     /// crate's functions, which save every finished row when they stop on an error.
-    pub(crate) fn take_finished(self: Pin<&mut Self>) -> Option<<S::Item as Future>::Output> {
-        self.project().slots.pop_output()
+    pub(crate) fn take_finished(self: Pin<&mut Self>) -> Option<Output<S>> {
+        self.project().core.take_finished()
     }
 }
 
@@ -659,9 +797,9 @@ pub(crate) fn checked_limit(limit: usize) -> NonZeroUsize {
 /// are in flight (not counting the `leaving` outputs about to be returned) and budget remains.
 /// Drops the source when it ends. Returns whether the source returned `Pending`.
 #[inline(always)]
-fn fill<S>(
+fn fill<S, Q>(
     mut source: Pin<&mut Option<S>>,
-    slots: &mut Slots<S::Item>,
+    slots: &mut Slots<S::Item, Q>,
     cx: &mut Context<'_>,
     budget: &mut usize,
     leaving: usize,
@@ -669,9 +807,14 @@ fn fill<S>(
 where
     S: Stream,
     S::Item: Future,
+    Q: Outputs<Output<S>>,
 {
     let limit = slots.shared.limit.load(Ordering::Relaxed);
     while slots.in_flight - leaving < limit && *budget > 0 {
+        if slots.outputs.stops() {
+            source.set(None);
+            return false;
+        }
         let Some(stream) = source.as_mut().as_pin_mut() else {
             return false;
         };
@@ -691,14 +834,31 @@ where
     false
 }
 
-impl<S> Stream for BoundedUnordered<S>
+impl<S, Q> Bounded<S, Q>
 where
     S: Stream,
     S::Item: Future,
+    Q: Outputs<Output<S>>,
 {
-    type Item = <S::Item as Future>::Output;
+    /// Runs the futures in flight and fills free slots, as `poll_next` does, but hands out no
+    /// output: finished ones wait in the queue, counted as in flight. `Ready` once the stream
+    /// has ended (nothing is in flight, the source is exhausted); `Pending` once nothing is
+    /// left to do, with the task's waker registered as for `poll_next`. For the `for_each`
+    /// shape, while its body works.
+    pub(crate) fn poll_progress(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.poll_outputs::<false>(cx) {
+            Poll::Ready(None) => Poll::Ready(()),
+            Poll::Ready(Some(_)) => unreachable!("`poll_outputs::<false>` hands out no output"),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    /// `poll_next`, or with `TAKE == false`, [`poll_progress`](Self::poll_progress).
+    #[inline(always)]
+    fn poll_outputs<const TAKE: bool>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Q::Item>> {
         let mut this = self.project();
         let slots = this.slots;
         let mut budget = BUDGET;
@@ -708,7 +868,7 @@ where
         }
         slots.due = slots.again.len();
         let poll = loop {
-            if slots.has_output() {
+            if TAKE && slots.has_output() {
                 // Refill the slot this output frees before handing it out, even when the
                 // budget is spent (one pull and one poll). The output waits in `leaving`
                 // meanwhile, so a panic while refilling does not lose it.
@@ -728,7 +888,7 @@ where
             slots.poll_woken(&mut budget);
             let source_pending = slots.in_flight < slots.shared.limit.load(Ordering::Relaxed)
                 && fill(this.source.as_mut(), slots, cx, &mut budget, 0);
-            if slots.has_output() || budget == 0 || slots.any_marked(Ordering::Relaxed) {
+            if (TAKE && slots.has_output()) || budget == 0 || slots.any_marked(Ordering::Relaxed) {
                 continue;
             }
             if this.source.is_none() && slots.in_flight == 0 {
@@ -760,11 +920,27 @@ where
             .store(slots.in_flight, Ordering::Relaxed);
         poll
     }
+}
+
+impl<S, Q> Stream for Bounded<S, Q>
+where
+    S: Stream,
+    S::Item: Future,
+    Q: Outputs<Output<S>>,
+{
+    type Item = Q::Item;
+
+    #[inline(always)]
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_outputs::<true>(cx)
+    }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let in_flight = self.in_flight();
         match &self.source {
+            // Exhausted, or to be dropped at the next pull.
             None => (in_flight, Some(in_flight)),
+            Some(_) if self.slots.outputs.stops() => (in_flight, Some(in_flight)),
             Some(source) => {
                 let (lower, upper) = source.size_hint();
                 (
@@ -776,13 +952,29 @@ where
     }
 }
 
+impl<S> Stream for BoundedUnordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    type Item = Output<S>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.project().core.poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.core.size_hint()
+    }
+}
+
 impl<S> FusedStream for BoundedUnordered<S>
 where
     S: Stream,
     S::Item: Future,
 {
     fn is_terminated(&self) -> bool {
-        self.terminated
+        self.core.is_terminated()
     }
 }
 
@@ -792,12 +984,7 @@ where
     S::Item: Future,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BoundedUnordered")
-            .field("limit", &self.limit())
-            .field("in_flight", &self.in_flight())
-            .field("source_exhausted", &self.source.is_none())
-            .field("terminated", &self.terminated)
-            .finish()
+        self.core.debug(f, "BoundedUnordered")
     }
 }
 

@@ -3,20 +3,19 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use futures::TryFuture;
 use futures::stream::{FusedStream, Stream};
 use pin_project_lite::pin_project;
 
-use crate::{BoundedUnordered, LimitHandle, run_bounded};
+use crate::LimitHandle;
+use crate::bounded::{Bounded, Fifo, Outputs};
 
 /// Runs the futures of `tasks`, which return `Result`, with at most `limit` in flight, yielding
 /// their outputs as they finish, and stops at the first error.
 ///
-/// [`run_bounded`] for fallible work, as `futures::TryStreamExt::try_buffer_unordered`. The
+/// [`run_bounded`](crate::run_bounded) for fallible work, as `futures::TryStreamExt::try_buffer_unordered`. The
 /// first `Err` stops the pulls at once: the error trips the source the moment its future
 /// returns it, before its slot could be refilled, so nothing is pulled after it. Then, by
 /// default, the error is yielded at once, the futures still in flight are dropped (cancelled)
@@ -28,7 +27,7 @@ use crate::{BoundedUnordered, LimitHandle, run_bounded};
 /// # Panics
 ///
 /// Panics if `limit` is 0. A panic inside a future propagates out of `poll_next`, as in
-/// [`run_bounded`].
+/// [`run_bounded`](crate::run_bounded).
 ///
 /// # Examples
 ///
@@ -52,14 +51,7 @@ where
     S: Stream,
     S::Item: TryFuture,
 {
-    let tripped = Arc::new(AtomicBool::new(false));
-    let inner = run_bounded(
-        Tripping {
-            source: tasks,
-            tripped: Arc::clone(&tripped),
-        },
-        limit,
-    );
+    let inner = Bounded::new(Results { source: tasks }, limit);
     TryBoundedUnordered {
         handle: inner.handle(),
         inner: Some(inner),
@@ -69,63 +61,96 @@ where
 }
 
 pin_project! {
-    /// A source that ends once one of its futures returned an error.
-    struct Tripping<S> {
+    /// A source of [`TryFuture`]s as futures of `Result`.
+    struct Results<S> {
         #[pin]
         source: S,
-        tripped: Arc<AtomicBool>,
     }
 }
 
-impl<S> Stream for Tripping<S>
+impl<S> Stream for Results<S>
 where
     S: Stream,
     S::Item: TryFuture,
 {
-    type Item = Tripwire<S::Item>;
+    type Item = IntoResult<S::Item>;
 
+    #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        if this.tripped.load(Ordering::Acquire) {
-            return Poll::Ready(None);
-        }
-        let future = ready!(this.source.poll_next(cx));
-        Poll::Ready(future.map(|future| Tripwire {
-            future,
-            tripped: Arc::clone(this.tripped),
-        }))
+        let future = ready!(self.project().source.poll_next(cx));
+        Poll::Ready(future.map(|future| IntoResult { future }))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.tripped.load(Ordering::Acquire) {
-            (0, Some(0))
-        } else {
-            (0, self.source.size_hint().1)
-        }
+        self.source.size_hint()
     }
 }
 
 pin_project! {
-    /// A future that trips its source when it returns an error.
-    struct Tripwire<F> {
+    /// A [`TryFuture`] as a future of `Result`.
+    struct IntoResult<F> {
         #[pin]
         future: F,
-        tripped: Arc<AtomicBool>,
     }
 }
 
-impl<F: TryFuture> Future for Tripwire<F> {
+impl<F: TryFuture> Future for IntoResult<F> {
     type Output = Result<F::Ok, F::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let output = ready!(this.future.try_poll(cx));
-        if output.is_err() {
-            this.tripped.store(true, Ordering::Release);
-        }
-        Poll::Ready(output)
+        self.project().future.try_poll(cx)
     }
 }
+
+/// The outputs of [`TryBoundedUnordered`]: in the order they finished, and the first error
+/// stops the pulls from the source at once, before the slot of its future is refilled.
+pub(crate) struct UntilError<T, E> {
+    outputs: Fifo<Result<T, E>>,
+    failed: bool,
+}
+
+impl<T, E> Default for UntilError<T, E> {
+    fn default() -> Self {
+        UntilError {
+            outputs: Fifo::default(),
+            failed: false,
+        }
+    }
+}
+
+impl<T, E> Outputs<Result<T, E>> for UntilError<T, E> {
+    type Item = Result<T, E>;
+
+    #[inline]
+    fn push(&mut self, output: Result<T, E>) {
+        self.failed |= output.is_err();
+        self.outputs.push(output);
+    }
+
+    #[inline]
+    fn stops(&self) -> bool {
+        self.failed
+    }
+
+    #[inline]
+    fn ready(&self) -> bool {
+        self.outputs.ready()
+    }
+
+    #[inline]
+    fn leave(&mut self) {
+        self.outputs.leave();
+    }
+
+    #[inline]
+    fn take(&mut self) -> Option<Self::Item> {
+        self.outputs.take()
+    }
+}
+
+type OkOf<S> = <<S as Stream>::Item as TryFuture>::Ok;
+type ErrorOf<S> = <<S as Stream>::Item as TryFuture>::Error;
 
 pin_project! {
     /// Stream for the [`try_run_bounded`] function and the
@@ -139,7 +164,7 @@ pin_project! {
     {
         // `None` once ended, or dropped at an error.
         #[pin]
-        inner: Option<BoundedUnordered<Tripping<S>>>,
+        inner: Option<Bounded<Results<S>, UntilError<OkOf<S>, ErrorOf<S>>>>,
         handle: LimitHandle,
         finish_in_flight: bool,
         // The first error, yielded last when the futures in flight finish.
@@ -239,7 +264,7 @@ where
     /// # });
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.inner.as_ref().map_or(0, BoundedUnordered::in_flight)
+        self.inner.as_ref().map_or(0, Bounded::in_flight)
     }
 }
 

@@ -1,18 +1,16 @@
 //! The `for_each` shape: the consumer's body and the futures in flight, polled together.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::FusedFuture;
 use futures::stream::Stream;
 use pin_project_lite::pin_project;
 
-use crate::gate::{Gate, GateState};
-use crate::{BoundedUnordered, LimitHandle, run_bounded};
+use crate::LimitHandle;
+use crate::bounded::{Bounded, Fifo};
 
 /// How many rounds (an output taken, a body started or finished) one `poll` may make before it
 /// yields to its executor.
@@ -23,7 +21,7 @@ const BUDGET: usize = 128;
 ///
 /// This is the loop `while let Some(output) = run_bounded(tasks, limit).next().await {
 /// body(output).await }` without its trap: in that loop, the futures in flight make no
-/// progress while `body` awaits (see [`run_bounded`]), and a body that waits for one of them
+/// progress while `body` awaits (see [`run_bounded`](crate::run_bounded)), and a body that waits for one of them
 /// never ends. Here one future polls both: the body, and the futures in flight, whose outputs
 /// queue while the body runs. No spawner is needed, and the futures need not be `Send`.
 ///
@@ -68,13 +66,8 @@ where
     F: FnMut(<S::Item as Future>::Output) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let gate = Arc::new(GateState::default());
-    let outputs = run_bounded(Gate::new(tasks, Arc::clone(&gate)), limit);
-    gate.set_limit_handle(outputs.handle());
     ForEachBounded {
-        outputs,
-        gate,
-        queue: VecDeque::new(),
+        outputs: Bounded::new(tasks, limit),
         body: None,
         f: body,
         outputs_done: false,
@@ -92,10 +85,8 @@ pin_project! {
         S::Item: Future,
     {
         #[pin]
-        outputs: BoundedUnordered<Gate<S>>,
-        gate: Arc<GateState>,
-        // Finished outputs waiting for the body; they count as in flight.
-        queue: VecDeque<<S::Item as Future>::Output>,
+        // Finished outputs wait for the body in its queue, counted as in flight.
+        outputs: Bounded<S, Fifo<<S::Item as Future>::Output>>,
         #[pin]
         body: Option<Fut>,
         f: F,
@@ -154,7 +145,7 @@ where
     /// assert_eq!(run.in_flight(), 0);
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.outputs.in_flight() + self.queue.len()
+        self.outputs.in_flight()
     }
 }
 
@@ -173,42 +164,21 @@ where
         loop {
             let mut progressed = false;
             if !*this.outputs_done {
-                // An output that goes straight into an idle body never waits: it leaves the
-                // count now, so that the adapter refills its slot before handing it over, as
-                // `run_bounded` does. Taken back if no output comes.
-                let straight = this.body.is_none() && this.queue.is_empty();
-                if straight {
-                    this.gate.release(1);
-                }
-                match this.outputs.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(output)) if straight => {
-                        this.body.set(Some((this.f)(output)));
-                        progressed = true;
-                    }
-                    Poll::Ready(Some(output)) => {
-                        this.queue.push_back(output);
-                        progressed = true;
-                    }
-                    Poll::Ready(None) => {
-                        if straight {
-                            this.gate.unrelease(1);
+                if this.body.is_none() {
+                    // The output leaves the count as it is handed over, and its slot is
+                    // refilled before, as in `run_bounded`.
+                    match this.outputs.as_mut().poll_next(cx) {
+                        Poll::Ready(Some(output)) => {
+                            this.body.set(Some((this.f)(output)));
+                            progressed = true;
                         }
-                        *this.outputs_done = true;
+                        Poll::Ready(None) => *this.outputs_done = true,
+                        Poll::Pending => {}
                     }
-                    Poll::Pending => {
-                        if straight {
-                            this.gate.unrelease(1);
-                        }
-                    }
+                } else if this.outputs.as_mut().poll_progress(cx).is_ready() {
+                    // Busy body: the futures in flight run, and their outputs wait.
+                    *this.outputs_done = true;
                 }
-            }
-            if this.body.is_none()
-                && let Some(output) = this.queue.pop_front()
-            {
-                this.body.set(Some((this.f)(output)));
-                // The output leaves the count: the next poll of `outputs` may pull again.
-                this.gate.release(1);
-                progressed = true;
             }
             if let Some(body) = this.body.as_mut().as_pin_mut()
                 && body.poll(cx).is_ready()
@@ -216,7 +186,7 @@ where
                 this.body.set(None);
                 progressed = true;
             }
-            if *this.outputs_done && this.queue.is_empty() && this.body.is_none() {
+            if *this.outputs_done && this.body.is_none() {
                 return Poll::Ready(());
             }
             if !progressed {
@@ -239,7 +209,7 @@ where
     Fut: Future<Output = ()>,
 {
     fn is_terminated(&self) -> bool {
-        self.outputs_done && self.queue.is_empty() && self.body.is_none()
+        self.outputs_done && self.body.is_none()
     }
 }
 
@@ -252,7 +222,7 @@ where
         f.debug_struct("ForEachBounded")
             .field("limit", &self.limit())
             .field("in_flight", &self.in_flight())
-            .field("waiting_for_body", &self.queue.len())
+            .field("waiting_for_body", &self.outputs.outputs().len())
             .field("body_running", &self.body.is_some())
             .finish()
     }

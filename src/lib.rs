@@ -122,7 +122,6 @@ mod ext;
 mod fallible;
 mod fault;
 mod for_each;
-mod gate;
 pub mod jsonl;
 mod ordered;
 mod spawn;

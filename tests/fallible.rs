@@ -149,3 +149,29 @@ fn without_errors_every_output_comes() {
         assert_eq!(outputs, (0..50).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn an_error_ready_at_once_stops_the_pulls_within_the_same_poll() {
+    on_all_runtimes(|_| async {
+        for finish_in_flight in [false, true] {
+            let pulled = Arc::new(AtomicUsize::new(0));
+            // Job 2 fails as soon as it is polled, while the adapter fills its eight slots.
+            let tasks = stream::iter(0..20u32).map({
+                let pulled = Arc::clone(&pulled);
+                move |n| {
+                    pulled.fetch_add(1, Ordering::SeqCst);
+                    async move { if n == 2 { Err(n) } else { Ok(n) } }
+                }
+            });
+            let outputs = try_run_bounded(tasks, 8);
+            let outputs = if finish_in_flight {
+                outputs.finish_in_flight_on_error()
+            } else {
+                outputs
+            };
+            let outputs: Vec<_> = outputs.collect().await;
+            assert_eq!(outputs, [Ok(0), Ok(1), Err(2)]);
+            assert_eq!(pulled.load(Ordering::SeqCst), 3);
+        }
+    });
+}

@@ -106,3 +106,42 @@ fn a_panic_in_the_body_reaches_the_caller() {
         assert_eq!(payload.downcast_ref::<String>().unwrap(), "body 2 failed");
     });
 }
+
+#[test]
+fn outputs_waiting_for_a_busy_body_count_as_in_flight() {
+    on_all_runtimes(|_| async {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let tasks = stream::iter(0..10u32).map({
+            let pulled = Arc::clone(&pulled);
+            move |n| {
+                pulled.fetch_add(1, Ordering::SeqCst);
+                async move { n }
+            }
+        });
+        let (go_tx, go_rx) = futures::channel::oneshot::channel::<()>();
+        let go = go_rx.shared();
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut run = Box::pin(for_each_bounded(tasks, 4, {
+            let done = Arc::clone(&done);
+            move |_| {
+                let (go, done) = (go.clone(), Arc::clone(&done));
+                async move {
+                    let _ = go.await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+        futures::future::poll_fn(|cx| {
+            assert!(run.poll_unpin(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        // The first body waits; four outputs wait for it, and nothing more is pulled.
+        assert_eq!(pulled.load(Ordering::SeqCst), 5);
+        assert_eq!(run.in_flight(), 4);
+        assert_eq!(run.handle().in_flight(), 4);
+        go_tx.send(()).unwrap();
+        run.await;
+        assert_eq!(done.load(Ordering::SeqCst), 10);
+    });
+}

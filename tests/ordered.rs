@@ -80,6 +80,7 @@ fn outputs_waiting_for_a_slow_head_count_against_the_limit() {
         // Four finished outputs wait for the head: nothing more is pulled.
         assert_eq!(pulled.load(Ordering::SeqCst), 5);
         assert_eq!(outputs.in_flight(), 5);
+        assert_eq!(outputs.handle().in_flight(), 5);
         head_tx.send(()).unwrap();
         assert_eq!(outputs.next().await, Some(0));
         assert_eq!(
