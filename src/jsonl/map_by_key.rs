@@ -20,7 +20,7 @@ use std::borrow::Borrow;
 
 use super::files::{Bad, count_and_fingerprint, report_saved, set_len};
 use super::key::KeyRef;
-use super::raw::{RowKey, SourceRow, object_entries, parse_source_row, raw_key};
+use super::raw::{RowKey, SourceRow, object_entries, parse_source_row, raw_key, scan_source_row};
 use super::reader::{LineReader, Malformed, line_str, malformed_json, scan_keys};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
@@ -275,9 +275,37 @@ impl Columns {
         }
     }
 
-    /// Parses a source row: its key (which must be a scalar) and where its kept columns are
-    /// (which must all be there).
+    /// Parses a source row: the raw text of its key column, its key (which must be a scalar)
+    /// unless a fast scan found the row plain (then [`Columns::key_of`] makes it, if needed),
+    /// and where its kept columns are (which must all be there).
     fn parse<'a>(
+        &self,
+        text: &'a str,
+        kept: &mut Vec<Option<Range<usize>>>,
+    ) -> Result<(Option<KeyRef<'a>>, &'a str), Bad> {
+        if let Some(raw) = scan_source_row(text, &self.key, &self.keep, kept) {
+            return Ok((None, raw));
+        }
+        let (key, raw) = self.parse_full(text, kept)?;
+        Ok((Some(key), raw))
+    }
+
+    /// The key of a source row that [`Columns::parse`] found plain, from the raw text of its
+    /// key column; if that text is no key, the full parse of the row gives its error.
+    fn key_of<'a>(
+        &self,
+        text: &'a str,
+        raw: &'a str,
+        kept: &mut Vec<Option<Range<usize>>>,
+    ) -> Result<KeyRef<'a>, Bad> {
+        match raw_key(raw) {
+            Ok(Some(key)) => Ok(key),
+            _ => self.parse_full(text, kept).map(|(key, _)| key),
+        }
+    }
+
+    /// Parses a source row with `serde_json`: its key and where its kept columns are.
+    fn parse_full<'a>(
         &self,
         text: &'a str,
         kept: &mut Vec<Option<Range<usize>>>,
@@ -349,14 +377,20 @@ impl Keys {
 
     /// Finds the key of a row whose key column holds `raw`.
     fn find_spelled(&mut self, key: &KeyRef<'_>, raw: &str) -> Option<usize> {
-        let spelling = Spelling::new(raw);
-        if let Some(spelling) = &spelling
-            && let Some(&k) = self.spellings.get(spelling)
-        {
-            return Some(k);
-        }
+        self.find_spelling(raw)
+            .or_else(|| self.find_respelled(key, raw))
+    }
+
+    /// Finds the key whose spelling is `raw`, if it has been seen.
+    fn find_spelling(&self, raw: &str) -> Option<usize> {
+        self.spellings.get(&Spelling::new(raw)?).copied()
+    }
+
+    /// Finds `key`, whose spelling `raw` was not found, and records that spelling for it if
+    /// it has none.
+    fn find_respelled(&mut self, key: &KeyRef<'_>, raw: &str) -> Option<usize> {
         let k = self.find(key)?;
-        if let Some(spelling) = spelling {
+        if let Some(spelling) = Spelling::new(raw) {
             self.spell(k, spelling);
         }
         Some(k)
@@ -669,29 +703,42 @@ where
                         Ok(parsed) => parsed,
                         Err(error) => break 'row Err(bad(error)),
                     };
-                    let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
-                    let k = match keys.find_spelled(&key, raw_key) {
+                    let k = match keys.find_spelling(raw_key) {
                         Some(k) => k,
                         None => {
-                            // The first row of a key: it goes to `f`.
-                            let input: In = match serde_json::from_str(text) {
-                                Ok(input) => input,
-                                Err(error) => {
-                                    break 'row Err(bad(Bad::Json(malformed_json(error))));
-                                }
+                            let key = match key {
+                                Some(key) => key,
+                                None => match columns.key_of(text, raw_key, &mut kept) {
+                                    Ok(key) => key,
+                                    Err(error) => break 'row Err(bad(error)),
+                                },
                             };
-                            let k = keys.insert(key.to_key(), State::Pending, number);
-                            if let Some(spelling) = Spelling::new(raw_key) {
-                                keys.spell(k, spelling);
+                            match keys.find_respelled(&key, raw_key) {
+                                Some(k) => k,
+                                None => {
+                                    // The first row of a key: it goes to `f`.
+                                    let input: In = match serde_json::from_str(text) {
+                                        Ok(input) => input,
+                                        Err(error) => {
+                                            break 'row Err(bad(Bad::Json(malformed_json(error))));
+                                        }
+                                    };
+                                    let k = keys.insert(key.to_key(), State::Pending, number);
+                                    if let Some(spelling) = Spelling::new(raw_key) {
+                                        keys.spell(k, spelling);
+                                    }
+                                    if let Some(tx) = &call_tx {
+                                        // The receiver lives as long as `calls`; if the stop
+                                        // ended it, the row waits in vain, and the run ends
+                                        // before it.
+                                        let _ = tx.unbounded_send((k, input));
+                                    }
+                                    k
+                                }
                             }
-                            if let Some(tx) = &call_tx {
-                                // The receiver lives as long as `calls`; if the stop ended it,
-                                // the row waits in vain, and the run ends before it.
-                                let _ = tx.unbounded_send((k, input));
-                            }
-                            k
                         }
                     };
+                    let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
                     match &keys.states[k] {
                         // Nothing waits before this row, and its result is saved: write it.
                         State::Done(result)
@@ -765,6 +812,12 @@ fn parse_key<'a>(
     no_columns: &mut Vec<Option<Range<usize>>>,
 ) -> Result<(&'a str, SourceRow<'a>), Malformed> {
     let text = line_str(bytes)?;
+    if let Some(raw) = scan_source_row(text, key_column, &[], no_columns)
+        && let Ok(Some(key)) = raw_key(raw)
+    {
+        let key = RowKey::Key(key);
+        return Ok((text, SourceRow { key, raw_key: raw }));
+    }
     let row = parse_source_row(text, key_column, &[], no_columns).map_err(malformed_json)?;
     Ok((text, row))
 }
