@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -210,6 +209,29 @@ impl Columns {
         out.push(b'}');
     }
 
+    /// Renders an output row of a result without values for kept columns: the key, the kept
+    /// columns, then `tail`, as [`Rendered::tail`].
+    fn render_tail<'s>(
+        &self,
+        out: &mut Vec<u8>,
+        raw_key: &str,
+        kept: impl Fn(usize) -> &'s str,
+        tail: &str,
+    ) {
+        out.push(b'{');
+        out.extend_from_slice(self.key_json.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(raw_key.as_bytes());
+        for (i, name) in self.keep_json.iter().enumerate() {
+            out.push(b',');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(kept(i).as_bytes());
+        }
+        out.extend_from_slice(tail.as_bytes());
+        out.push(b'}');
+    }
+
     /// Prepares `f`'s output (the JSON text of an object) for rendering the rows of `key`.
     fn prepare(&self, output: &str, key: &KeyRef<'_>) -> Result<Rendered, ErrorKind> {
         let Ok(Some(entries)) = object_entries(output) else {
@@ -358,13 +380,9 @@ enum State {
 #[derive(Default)]
 struct Keys {
     index: HashMap<Key, usize>,
-    /// Keys by the raw text of a row's key column, for most lookups: one spelling per key (the
-    /// first seen that fits inline), so it holds at most one entry per key. A hit costs a hash
-    /// of the bytes and one memory access, without the key rule or a pointer to follow.
-    spellings: HashMap<Spelling, usize, BuildHasherDefault<SpellingHasher>>,
+    /// Keys by the raw text of a row's key column, for most lookups.
+    spellings: Spellings,
     keys: Vec<Key>,
-    /// Per key, whether it has an entry in `spellings`.
-    spelled: Vec<bool>,
     states: Vec<State>,
     /// Per key, the source line of its first row, for errors of `f`.
     first_line: Vec<u64>,
@@ -377,89 +395,230 @@ impl Keys {
 
     /// Finds the key of a row whose key column holds `raw`.
     fn find_spelled(&mut self, key: &KeyRef<'_>, raw: &str) -> Option<usize> {
-        self.find_spelling(raw)
-            .or_else(|| self.find_respelled(key, raw))
-    }
-
-    /// Finds the key whose spelling is `raw`, if it has been seen.
-    fn find_spelling(&self, raw: &str) -> Option<usize> {
-        self.spellings.get(&Spelling::new(raw)?).copied()
+        match self.spellings.find(raw) {
+            Some(hit) => Some(hit.k),
+            None => self.find_respelled(key, raw),
+        }
     }
 
     /// Finds `key`, whose spelling `raw` was not found, and records that spelling for it if
     /// it has none.
     fn find_respelled(&mut self, key: &KeyRef<'_>, raw: &str) -> Option<usize> {
         let k = self.find(key)?;
-        if let Some(spelling) = Spelling::new(raw) {
-            self.spell(k, spelling);
-        }
+        self.spell(k, raw);
         Some(k)
     }
 
-    fn spell(&mut self, k: usize, spelling: Spelling) {
-        if !self.spelled[k] {
-            self.spellings.insert(spelling, k);
-            self.spelled[k] = true;
-        }
+    /// Records `raw` as the spelling of key `k`, if it has none.
+    fn spell(&mut self, k: usize, raw: &str) {
+        self.spellings.spell(k, raw, &self.states[k]);
+    }
+
+    fn set_state(&mut self, k: usize, state: State) {
+        self.states[k] = state;
+        self.spellings.refresh(k, &self.states[k]);
     }
 
     fn insert(&mut self, key: Key, state: State, first_line: u64) -> usize {
         let k = self.keys.len();
         self.index.insert(key.clone(), k);
         self.keys.push(key);
-        self.spelled.push(false);
         self.states.push(state);
         self.first_line.push(first_line);
         k
     }
 }
 
-/// The raw text of a key column, held inline: its length, then its bytes, zero-padded.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Spelling([u8; 32]);
-
-impl Spelling {
-    fn new(raw: &str) -> Option<Spelling> {
-        let len = u8::try_from(raw.len()).ok().filter(|&len| len < 32)?;
-        let mut bytes = [0u8; 32];
-        bytes[0] = len;
-        bytes[1..=raw.len()].copy_from_slice(raw.as_bytes());
-        Some(Spelling(bytes))
-    }
-}
-
-impl Hash for Spelling {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // A multiply-rotate hash of the four words: a weak hash only costs collisions.
-        let mut hash = 0u64;
-        for word in self.0.chunks_exact(8) {
-            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-            hash = (hash ^ word)
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .rotate_left(29);
-        }
-        state.write_u64(hash ^ (hash >> 32));
-    }
-}
-
-/// Passes on the hash that [`Spelling`] makes.
+/// Keys by the raw text of a row's key column (one spelling per key, the first seen), each
+/// with what writing most rows of the key needs, so that a row costs a hash of its key's
+/// bytes, a look in a small table and one read of a few adjacent bytes, without the key
+/// rule or a pointer to follow.
 #[derive(Default)]
-struct SpellingHasher(u64);
+struct Spellings {
+    /// Open addressing with linear probing, at most half full, its length a power of two: 0
+    /// for an empty slot, else 1 + the offset of an entry in `entries`. Four bytes a slot, so
+    /// that the table stays in the cache.
+    slots: Vec<u32>,
+    /// Entries, each a header of [`HEADER`] bytes (the key's index, the lengths of the
+    /// spelling and of the tail, whether the tail is ready, and the record to wait for, as
+    /// little-endian integers), the spelling, then the tail. An entry is replaced (appended
+    /// anew) when its key is done, so a key leaves at most one stale entry.
+    entries: Vec<u8>,
+    /// Per key, the slot of its spelling, or `u32::MAX` if it has none.
+    slot_of: Vec<u32>,
+    len: usize,
+}
 
-impl Hasher for SpellingHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+const HEADER: usize = 24;
+
+/// A key found by its spelling.
+struct Hit<'a> {
+    k: usize,
+    /// The key is done, with a result that has no value for a kept column, rendered as
+    /// `tail` (as [`Rendered::tail`]) once `record` side-file records are saved.
+    ready: bool,
+    record: u64,
+    tail: &'a str,
+}
+
+impl Spellings {
+    fn u32_at(&self, at: usize) -> usize {
+        u32::from_le_bytes(self.entries[at..at + 4].try_into().expect("4 bytes")) as usize
+    }
+
+    fn spelling_at(&self, entry: usize) -> &[u8] {
+        let len = self.u32_at(entry + 4);
+        &self.entries[entry + HEADER..entry + HEADER + len]
+    }
+
+    /// The slot holding `raw`, or the empty slot where it would go.
+    fn probe(&self, raw: &[u8]) -> (usize, Option<usize>) {
+        let mask = self.slots.len() - 1;
+        let mut slot = spelling_hash(raw) as usize & mask;
+        loop {
+            match self.slots[slot] {
+                0 => return (slot, None),
+                entry => {
+                    let entry = entry as usize - 1;
+                    if self.spelling_at(entry) == raw {
+                        return (slot, Some(entry));
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
         }
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+    fn find(&self, raw: &str) -> Option<Hit<'_>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (_, entry) = self.probe(raw.as_bytes());
+        let entry = entry?;
+        let spelling_len = self.u32_at(entry + 4);
+        let tail_len = self.u32_at(entry + 8);
+        let tail = entry + HEADER + spelling_len;
+        Some(Hit {
+            k: self.u32_at(entry),
+            ready: self.entries[entry + 12] != 0,
+            record: u64::from_le_bytes(
+                self.entries[entry + 16..entry + 24]
+                    .try_into()
+                    .expect("8 bytes"),
+            ),
+            tail: std::str::from_utf8(&self.entries[tail..tail + tail_len])
+                .expect("a tail is text"),
+        })
     }
 
-    fn finish(&self) -> u64 {
-        self.0
+    /// Appends an entry for key `k`, spelled `raw`, in `state`; its offset, if it fits.
+    fn push_entry(&mut self, k: usize, raw: &[u8], state: &State) -> Option<u32> {
+        let (ready, record, tail) = match state {
+            State::Done(result) if result.overrides.is_empty() => {
+                (true, result.record, result.tail.as_str())
+            }
+            _ => (false, 0, ""),
+        };
+        let offset = self.entries.len();
+        let end = offset + HEADER + raw.len() + tail.len();
+        let (Ok(k), Ok(spelling_len), Ok(tail_len), Ok(offset)) = (
+            u32::try_from(k),
+            u32::try_from(raw.len()),
+            u32::try_from(tail.len()),
+            u32::try_from(offset),
+        ) else {
+            return None;
+        };
+        if end >= u32::MAX as usize {
+            return None;
+        }
+        self.entries.extend_from_slice(&k.to_le_bytes());
+        self.entries.extend_from_slice(&spelling_len.to_le_bytes());
+        self.entries.extend_from_slice(&tail_len.to_le_bytes());
+        self.entries
+            .extend_from_slice(&u32::from(ready).to_le_bytes());
+        self.entries.extend_from_slice(&record.to_le_bytes());
+        self.entries.extend_from_slice(raw);
+        self.entries.extend_from_slice(tail.as_bytes());
+        Some(offset)
     }
+
+    /// Records `raw` as the spelling of key `k`, in `state`, if `k` has none and `raw` is
+    /// not taken.
+    fn spell(&mut self, k: usize, raw: &str, state: &State) {
+        if self.slot_of.len() <= k {
+            self.slot_of.resize(k + 1, u32::MAX);
+        }
+        if self.slot_of[k] != u32::MAX {
+            return;
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let (slot, found) = self.probe(raw.as_bytes());
+        if found.is_some() {
+            return;
+        }
+        let (Some(entry), Ok(slot_index)) = (
+            self.push_entry(k, raw.as_bytes(), state),
+            u32::try_from(slot),
+        ) else {
+            return;
+        };
+        self.slots[slot] = entry + 1;
+        self.slot_of[k] = slot_index;
+        self.len += 1;
+    }
+
+    /// Brings the entry of key `k`, if it has one, up to date with its `state`.
+    fn refresh(&mut self, k: usize, state: &State) {
+        let Some(&slot) = self.slot_of.get(k).filter(|&&slot| slot != u32::MAX) else {
+            return;
+        };
+        let slot = slot as usize;
+        let old = self.slots[slot] as usize - 1;
+        let raw = self.spelling_at(old).to_vec();
+        match self.push_entry(k, &raw, state) {
+            Some(entry) => self.slots[slot] = entry + 1,
+            // No room for the new entry: mark the old one not ready, so rows take the slow way.
+            None => self.entries[old + 12] = 0,
+        }
+    }
+
+    /// Doubles the table (from 1024 slots) and puts every entry back.
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(1024);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        for entry in old.into_iter().filter(|&entry| entry != 0) {
+            let at = entry as usize - 1;
+            let (slot, _) = self.probe(self.spelling_at(at));
+            self.slots[slot] = entry;
+            let k = self.u32_at(at);
+            self.slot_of[k] = u32::try_from(slot).expect("a slot index fits in u32");
+        }
+    }
+}
+
+/// A multiply-rotate hash of the raw text of a key column, by 8-byte words: a weak hash only
+/// costs collisions (the second spelling goes the slow way).
+fn spelling_hash(raw: &[u8]) -> u64 {
+    let mix = |hash: u64, word: u64| {
+        (hash ^ word)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29)
+    };
+    let mut words = raw.chunks_exact(8);
+    let mut hash = raw.len() as u64;
+    for word in &mut words {
+        hash = mix(hash, u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        hash = mix(hash, u64::from_le_bytes(word));
+    }
+    hash ^ (hash >> 32)
 }
 
 /// A source row waiting for its key's result: its raw key and kept values.
@@ -631,7 +790,7 @@ where
                             out.push(b'}');
                         });
                         rendered.record = side.rows_fed();
-                        keys.states[k] = State::Done(rendered);
+                        keys.set_state(k, State::Done(rendered));
                     }
                     Err(error) => {
                         let error = at(ErrorKind::Generate).with_source(error);
@@ -639,7 +798,7 @@ where
                             OnError::Raise => return Poll::Ready(Err(error)),
                             OnError::Report => {
                                 report.problems.push(error);
-                                keys.states[k] = State::Failed;
+                                keys.set_state(k, State::Failed);
                             }
                         }
                     }
@@ -703,7 +862,22 @@ where
                         Ok(parsed) => parsed,
                         Err(error) => break 'row Err(bad(error)),
                     };
-                    let k = match keys.find_spelling(raw_key) {
+                    let found = keys.spellings.find(raw_key);
+                    // Nothing waits before this row, and its result is saved: write it.
+                    let now = window.is_empty();
+                    if let Some(hit) = &found
+                        && hit.ready
+                        && now
+                        && hit.record <= side.rows_written()
+                    {
+                        let kept_text =
+                            |i: usize| &text[kept[i].clone().expect("checked by parse")];
+                        writer.feed_with(|out| {
+                            columns.render_tail(out, raw_key, kept_text, hit.tail);
+                        });
+                        break 'row Ok(());
+                    }
+                    let k = match found.map(|hit| hit.k) {
                         Some(k) => k,
                         None => {
                             let key = match key {
@@ -724,9 +898,7 @@ where
                                         }
                                     };
                                     let k = keys.insert(key.to_key(), State::Pending, number);
-                                    if let Some(spelling) = Spelling::new(raw_key) {
-                                        keys.spell(k, spelling);
-                                    }
+                                    keys.spell(k, raw_key);
                                     if let Some(tx) = &call_tx {
                                         // The receiver lives as long as `calls`; if the stop
                                         // ended it, the row waits in vain, and the run ends
@@ -740,10 +912,7 @@ where
                     };
                     let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
                     match &keys.states[k] {
-                        // Nothing waits before this row, and its result is saved: write it.
-                        State::Done(result)
-                            if window.is_empty() && result.record <= side.rows_written() =>
-                        {
+                        State::Done(result) if now && result.record <= side.rows_written() => {
                             writer.feed_with(|out| columns.render(out, raw_key, kept_text, result));
                         }
                         _ => {
@@ -916,9 +1085,7 @@ async fn walk_output(
                 .read_back(text)
                 .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
             let k = keys.insert(key.to_key(), State::Done(rendered), 0);
-            if let Some(spelling) = Spelling::new(row.raw_key) {
-                keys.spell(k, spelling);
-            }
+            keys.spell(k, row.raw_key);
         }
     }
     walk.torn_bytes = output.offset() - walk.valid_len;
