@@ -19,7 +19,7 @@ use std::borrow::Borrow;
 
 use super::files::{Bad, count_and_fingerprint, report_saved, set_len};
 use super::key::KeyRef;
-use super::raw::{RowKey, SourceRow, object_entries, parse_source_row, raw_key, scan_source_row};
+use super::raw::{RowKey, object_entries, parse_source_row, raw_key, scan_source_row};
 use super::reader::{LineReader, Malformed, line_str, malformed_json, scan_keys};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
@@ -391,14 +391,6 @@ struct Keys {
 impl Keys {
     fn find(&self, key: &KeyRef<'_>) -> Option<usize> {
         self.index.get(key).copied()
-    }
-
-    /// Finds the key of a row whose key column holds `raw`.
-    fn find_spelled(&mut self, key: &KeyRef<'_>, raw: &str) -> Option<usize> {
-        match self.spellings.find(raw) {
-            Some(hit) => Some(hit.k),
-            None => self.find_respelled(key, raw),
-        }
     }
 
     /// Finds `key`, whose spelling `raw` was not found, and records that spelling for it if
@@ -974,21 +966,34 @@ where
     Ok(report)
 }
 
-/// Parses a line as JSON, lending its text, its key and the raw text of its key column.
+/// Parses a line as JSON, lending its text, the raw text of its key column and its key,
+/// unless a fast scan found the line plain (then [`line_key`] makes the key, if needed).
 fn parse_key<'a>(
     bytes: &'a [u8],
     key_column: &str,
     no_columns: &mut Vec<Option<Range<usize>>>,
-) -> Result<(&'a str, SourceRow<'a>), Malformed> {
+) -> Result<(&'a str, &'a str, Option<RowKey<'a>>), Malformed> {
     let text = line_str(bytes)?;
-    if let Some(raw) = scan_source_row(text, key_column, &[], no_columns)
-        && let Ok(Some(key)) = raw_key(raw)
-    {
-        let key = RowKey::Key(key);
-        return Ok((text, SourceRow { key, raw_key: raw }));
+    if let Some(raw) = scan_source_row(text, key_column, &[], no_columns) {
+        return Ok((text, raw, None));
     }
     let row = parse_source_row(text, key_column, &[], no_columns).map_err(malformed_json)?;
-    Ok((text, row))
+    Ok((text, row.raw_key, Some(row.key)))
+}
+
+/// The key of a line that [`parse_key`] found plain, from the raw text `raw` of its key
+/// column; if that text is no key, the full parse of the line gives its error.
+fn line_key<'a>(
+    text: &'a str,
+    raw: &'a str,
+    key_column: &str,
+    no_columns: &mut Vec<Option<Range<usize>>>,
+) -> Result<RowKey<'a>, Malformed> {
+    if let Ok(Some(key)) = raw_key(raw) {
+        return Ok(RowKey::Key(key));
+    }
+    let row = parse_source_row(text, key_column, &[], no_columns).map_err(malformed_json)?;
+    Ok(row.key)
 }
 
 /// What the walk over an existing output found.
@@ -1037,12 +1042,25 @@ async fn walk_output(
             continue;
         }
         let number = line.number;
-        let (text, row) = match parse_key(line.bytes, &columns.key, &mut no_columns) {
+        let parsed = parse_key(line.bytes, &columns.key, &mut no_columns);
+        let (text, raw, key) = match parsed {
             Ok(parsed) => parsed,
             Err(error) => {
                 malformed.get_or_insert((number, error));
                 continue;
             }
+        };
+        // A known spelling is a good key; else the key is made now, as the full parse would.
+        let spelled = keys.spellings.find(raw).is_some();
+        let key = match key {
+            None if !spelled => match line_key(text, raw, &columns.key, &mut no_columns) {
+                Ok(key) => Some(key),
+                Err(error) => {
+                    malformed.get_or_insert((number, error));
+                    continue;
+                }
+            },
+            key => key,
         };
         if let Some((number, malformed)) = malformed.take() {
             return Err(malformed
@@ -1051,9 +1069,11 @@ async fn walk_output(
                 .with_line(number));
         }
         walk.valid_len = line.end_offset();
-        let key = columns
-            .row_key(row.key)
-            .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
+        let dst_at = |kind| Error::new(kind).with_path(&paths.dst).with_line(number);
+        let mut key = key
+            .map(|key| columns.row_key(key))
+            .transpose()
+            .map_err(dst_at)?;
         // The next source row with this key; the rows passed over have no output (a hole).
         loop {
             let Some(src_line) = source.next_line().await.map_err(src_error)? else {
@@ -1065,27 +1085,44 @@ async fn walk_output(
                 continue;
             }
             let src_number = src_line.number;
-            let (_, src_row) = parse_key(src_line.bytes, &columns.key, &mut no_columns)
-                .map_err(|malformed| Bad::Json(malformed).at(&paths.src, src_number))?;
+            let bad_src = |malformed| Bad::Json(malformed).at(&paths.src, src_number);
+            let (src_text, src_raw, src_key) =
+                parse_key(src_line.bytes, &columns.key, &mut no_columns).map_err(bad_src)?;
             // The same text is the same key; else the key rule decides.
-            if src_row.raw_key == row.raw_key {
+            if src_raw == raw {
                 break;
             }
+            let src_key = match src_key {
+                Some(src_key) => src_key,
+                None => {
+                    line_key(src_text, src_raw, &columns.key, &mut no_columns).map_err(bad_src)?
+                }
+            };
             let src_key = columns
-                .row_key(src_row.key)
+                .row_key(src_key)
                 .map_err(|kind| Error::new(kind).with_path(&paths.src).with_line(src_number))?;
-            if src_key == key {
+            let key = match &mut key {
+                Some(key) => key,
+                // A known spelling: its key reads back.
+                None => {
+                    let row_key = line_key(text, raw, &columns.key, &mut no_columns)
+                        .map_err(|malformed| Bad::Json(malformed).at(&paths.dst, number))?;
+                    key.insert(columns.row_key(row_key).map_err(dst_at)?)
+                }
+            };
+            if src_key == *key {
                 break;
             }
             walk.hole = true;
         }
         walk.rows += 1;
-        if keys.find_spelled(&key, row.raw_key).is_none() {
-            let rendered = columns
-                .read_back(text)
-                .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
-            let k = keys.insert(key.to_key(), State::Done(rendered), 0);
-            keys.spell(k, row.raw_key);
+        if !spelled {
+            let key = key.expect("a key is made when its spelling is new");
+            if keys.find_respelled(&key, raw).is_none() {
+                let rendered = columns.read_back(text).map_err(dst_at)?;
+                let k = keys.insert(key.to_key(), State::Done(rendered), 0);
+                keys.spell(k, raw);
+            }
         }
     }
     walk.torn_bytes = output.offset() - walk.valid_len;
