@@ -19,8 +19,9 @@ use std::borrow::Borrow;
 
 use super::files::{Bad, count_and_fingerprint, report_saved, set_len};
 use super::key::KeyRef;
+use super::prescan::{Prescan, ScanColumns};
 use super::raw::{RowKey, object_entries, parse_source_row, raw_key, scan_source_row};
-use super::reader::{LineReader, Malformed, line_str, malformed_json, scan_keys};
+use super::reader::{LineReader, Malformed, is_blank, line_str, malformed_json, scan_keys};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
 use crate::{fault, run_bounded};
@@ -713,6 +714,16 @@ where
             fault::point("after-truncate");
         }
     }
+    // The rest of the source is read and scanned ahead, on the thread pool.
+    let mut source = Prescan::new(
+        paths.src.clone(),
+        source.offset(),
+        source.next_number(),
+        ScanColumns {
+            key: columns.key.clone(),
+            keep: columns.keep.clone(),
+        },
+    );
     let mut writer = if rewrite {
         let (file, _) = open_locked(&paths.rewrite, OpenMode::Truncate).await?;
         JsonlWriter::from_locked(file, paths.rewrite.clone(), true, options.durability)
@@ -839,18 +850,26 @@ where
                     Poll::Ready(Ok(Some(line))) => line,
                 };
                 progressed = true;
-                if line.is_blank() {
+                if is_blank(line.bytes) {
                     continue;
                 }
                 let number = line.number;
                 let bad = |bad: Bad| bad.at(&paths.src, number);
                 // A bad row stops the reading; what was read before it is finished and saved.
                 let row: Result<(), Error> = 'row: {
-                    let text = match line_str(line.bytes) {
+                    let text = match line.text.map_or_else(|| line_str(line.bytes), Ok) {
                         Ok(text) => text,
                         Err(malformed) => break 'row Err(bad(Bad::Json(malformed))),
                     };
-                    let (key, raw_key) = match columns.parse(text, &mut kept) {
+                    let parsed = match line.scanned {
+                        Some((raw, ranges)) => {
+                            kept.clear();
+                            kept.extend(ranges.iter().cloned().map(Some));
+                            Ok((None, raw))
+                        }
+                        None => columns.parse(text, &mut kept),
+                    };
+                    let (key, raw_key) = match parsed {
                         Ok(parsed) => parsed,
                         Err(error) => break 'row Err(bad(error)),
                     };

@@ -86,7 +86,7 @@ impl Line<'_> {
 }
 
 /// Whether `bytes` are only JSON whitespace (`\n` cannot occur in a line).
-fn is_blank(bytes: &[u8]) -> bool {
+pub(crate) fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
 }
 
@@ -146,6 +146,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// the input.
     pub(crate) fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The number of the next line.
+    pub(crate) fn next_number(&self) -> u64 {
+        self.number
     }
 
     fn line(&self, span: Span) -> Line<'_> {
