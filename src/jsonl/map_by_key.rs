@@ -694,11 +694,15 @@ where
     .await?;
 
     let mut report = Report::default();
-    let open_source = || async {
-        let file = async_fs::File::open(&paths.src).await.map_err(src_error)?;
-        Ok::<_, Error>(LineReader::new(file))
+    // The source is read and scanned ahead, on the thread pool.
+    let open_source = || {
+        let columns = ScanColumns {
+            key: columns.key.clone(),
+            keep: columns.keep.clone(),
+        };
+        Prescan::new(paths.src.clone(), 0, 1, columns)
     };
-    let mut source = open_source().await?;
+    let mut source = open_source();
     let mut rewrite = false;
     if !dst_created {
         let walk = walk_output(&paths, &columns, &mut keys, &mut source).await?;
@@ -707,23 +711,13 @@ where
         if walk.hole {
             // Rows are missing in the middle: write it all anew, from the saved results.
             rewrite = true;
-            source = open_source().await?;
+            source = open_source();
         } else if walk.torn_bytes > 0 {
             fault::point("before-truncate");
             set_len(&dst_file, &paths.dst, walk.valid_len).await?;
             fault::point("after-truncate");
         }
     }
-    // The rest of the source is read and scanned ahead, on the thread pool.
-    let mut source = Prescan::new(
-        paths.src.clone(),
-        source.offset(),
-        source.next_number(),
-        ScanColumns {
-            key: columns.key.clone(),
-            keep: columns.keep.clone(),
-        },
-    );
     let mut writer = if rewrite {
         let (file, _) = open_locked(&paths.rewrite, OpenMode::Truncate).await?;
         JsonlWriter::from_locked(file, paths.rewrite.clone(), true, options.durability)
@@ -1035,7 +1029,7 @@ async fn walk_output(
     paths: &Paths,
     columns: &Columns,
     keys: &mut Keys,
-    source: &mut LineReader<async_fs::File>,
+    source: &mut Prescan,
 ) -> Result<Walk, Error> {
     let dst_error = |error: io::Error| Error::from(error).with_path(&paths.dst);
     let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
@@ -1100,13 +1094,15 @@ async fn walk_output(
                     .with_path(&paths.dst)
                     .with_line(number));
             };
-            if src_line.is_blank() {
+            if is_blank(src_line.bytes) {
                 continue;
             }
             let src_number = src_line.number;
             let bad_src = |malformed| Bad::Json(malformed).at(&paths.src, src_number);
-            let (src_text, src_raw, src_key) =
-                parse_key(src_line.bytes, &columns.key, &mut no_columns).map_err(bad_src)?;
+            let (src_text, src_raw, src_key) = match (src_line.text, src_line.scanned) {
+                (Some(text), Some((raw, _))) => (text, raw, None),
+                _ => parse_key(src_line.bytes, &columns.key, &mut no_columns).map_err(bad_src)?,
+            };
             // The same text is the same key; else the key rule decides.
             if src_raw == raw {
                 break;

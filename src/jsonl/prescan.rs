@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use blocking::{Task, unblock};
+use futures::future::poll_fn;
 
 use super::raw::scan_source_row;
 use super::reader::CHUNK_SIZE;
@@ -159,10 +160,22 @@ impl Prescan {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<Option<PreLine<'_>>>> {
+        let next = ready!(self.poll_next_index(cx))?;
+        Poll::Ready(Ok(next.map(|i| self.line(i))))
+    }
+
+    /// The next line; `None` at the end of the file.
+    pub(crate) async fn next_line(&mut self) -> io::Result<Option<PreLine<'_>>> {
+        let next = poll_fn(|cx| self.poll_next_index(cx)).await?;
+        Ok(next.map(|i| self.line(i)))
+    }
+
+    /// Polls for the index in `batch` of the next line.
+    fn poll_next_index(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<usize>>> {
         loop {
             if self.next < self.batch.lines.len() {
                 self.next += 1;
-                return Poll::Ready(Ok(Some(self.line(self.next - 1))));
+                return Poll::Ready(Ok(Some(self.next - 1)));
             }
             if let Some(error) = self.batch.error.take() {
                 self.state = State::Done;
@@ -327,7 +340,6 @@ fn fill(reader: &mut Reader, buf: &mut Vec<u8>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::future::poll_fn;
     use proptest::prelude::*;
 
     /// (number, bytes, scanned raw key and kept texts) of each line, as `Prescan` hands them.

@@ -148,11 +148,6 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         self.offset
     }
 
-    /// The number of the next line.
-    pub(crate) fn next_number(&self) -> u64 {
-        self.number
-    }
-
     fn line(&self, span: Span) -> Line<'_> {
         Line {
             number: span.number,
