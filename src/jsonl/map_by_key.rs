@@ -217,7 +217,7 @@ impl Columns {
         out: &mut Vec<u8>,
         raw_key: &str,
         kept: impl Fn(usize) -> &'s str,
-        tail: &str,
+        tail: &[u8],
     ) {
         out.push(b'{');
         out.extend_from_slice(self.key_json.as_bytes());
@@ -229,7 +229,7 @@ impl Columns {
             out.push(b':');
             out.extend_from_slice(kept(i).as_bytes());
         }
-        out.extend_from_slice(tail.as_bytes());
+        out.extend_from_slice(tail);
         out.push(b'}');
     }
 
@@ -451,7 +451,7 @@ struct Hit<'a> {
     /// `tail` (as [`Rendered::tail`]) once `record` side-file records are saved.
     ready: bool,
     record: u64,
-    tail: &'a str,
+    tail: &'a [u8],
 }
 
 impl Spellings {
@@ -499,8 +499,7 @@ impl Spellings {
                     .try_into()
                     .expect("8 bytes"),
             ),
-            tail: std::str::from_utf8(&self.entries[tail..tail + tail_len])
-                .expect("a tail is text"),
+            tail: &self.entries[tail..tail + tail_len],
         })
     }
 
