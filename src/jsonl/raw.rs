@@ -643,8 +643,13 @@ mod tests {
 
         /// Whenever the fast scan answers, the full parse accepts the line and finds the same.
         #[test]
-        fn scan_agrees_with_serde_json(line in line()) {
-            let keep = vec!["id".to_owned(), "text".to_owned()];
+        fn scan_agrees_with_serde_json(line in line(), with_kept in any::<bool>()) {
+            // With kept columns (source rows) or without (the key-only parses of a resume).
+            let keep = if with_kept {
+                vec!["id".to_owned(), "text".to_owned()]
+            } else {
+                Vec::new()
+            };
             let mut scanned = Vec::new();
             let Some(raw) = scan_source_row(&line, "key", &keep, &mut scanned) else {
                 return Ok(());
