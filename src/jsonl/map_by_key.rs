@@ -1032,7 +1032,12 @@ async fn walk_output(
 ) -> Result<Walk, Error> {
     let dst_error = |error: io::Error| Error::from(error).with_path(&paths.dst);
     let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
-    let mut output = LineReader::new(async_fs::File::open(&paths.dst).await.map_err(dst_error)?);
+    // Read and scanned for keys ahead, on the thread pool, as the source is.
+    let key_only = ScanColumns {
+        key: columns.key.clone(),
+        keep: Vec::new(),
+    };
+    let mut output = Prescan::new(paths.dst.clone(), 0, 1, key_only);
     let mut walk = Walk {
         rows: 0,
         hole: false,
@@ -1047,14 +1052,17 @@ async fn walk_output(
             // Never valid: the writer writes a row and its newline at once. It is the last.
             break;
         }
-        if line.is_blank() {
+        if is_blank(line.bytes) {
             if malformed.is_none() {
                 walk.valid_len = line.end_offset();
             }
             continue;
         }
         let number = line.number;
-        let parsed = parse_key(line.bytes, &columns.key, &mut no_columns);
+        let parsed = match (line.text, line.scanned) {
+            (Some(text), Some((raw, _))) => Ok((text, raw, None)),
+            _ => parse_key(line.bytes, &columns.key, &mut no_columns),
+        };
         let (text, raw, key) = match parsed {
             Ok(parsed) => parsed,
             Err(error) => {

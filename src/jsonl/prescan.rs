@@ -38,6 +38,8 @@ pub(crate) struct Prescan {
     columns: Arc<ScanColumns>,
     /// The buffers of the batch handed out before `batch`, for the next read to reuse.
     spare: Option<Batch>,
+    /// The offset just past the last line handed out.
+    offset: u64,
 }
 
 enum State {
@@ -106,6 +108,10 @@ impl Text {
 struct LineInfo {
     range: Range<usize>,
     number: u64,
+    /// The offset of the line's first byte in the file.
+    offset: u64,
+    /// Whether the line ended with `\n` (only the last line of the file may not).
+    terminated: bool,
     /// The raw key, as a range of the line, and where its kept ranges begin in
     /// [`Batch::kept`], if the scan answered.
     scanned: Option<(Range<usize>, usize)>,
@@ -115,12 +121,23 @@ struct LineInfo {
 pub(crate) struct PreLine<'a> {
     /// The line number, from 1.
     pub(crate) number: u64,
+    /// The byte offset of the line's first byte in the file.
+    pub(crate) offset: u64,
     /// The line's bytes, without its `\n`.
     pub(crate) bytes: &'a [u8],
+    /// Whether the line ended with `\n` (only the last line of the file may not).
+    pub(crate) terminated: bool,
     /// The line's text, if the whole batch was UTF-8 (else check `bytes`).
     pub(crate) text: Option<&'a str>,
     /// If [`scan_source_row`] answered: the raw key and the kept columns' ranges in the line.
     pub(crate) scanned: Option<(&'a str, &'a [Range<usize>])>,
+}
+
+impl PreLine<'_> {
+    /// The byte offset just past the line and its `\n`, if any.
+    pub(crate) fn end_offset(&self) -> u64 {
+        self.offset + self.bytes.len() as u64 + u64::from(self.terminated)
+    }
 }
 
 impl Prescan {
@@ -151,6 +168,7 @@ impl Prescan {
             }),
             columns: Arc::new(columns),
             spare: None,
+            offset,
         }
     }
 
@@ -173,7 +191,8 @@ impl Prescan {
     /// Polls for the index in `batch` of the next line.
     fn poll_next_index(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<usize>>> {
         loop {
-            if self.next < self.batch.lines.len() {
+            if let Some(line) = self.batch.lines.get(self.next) {
+                self.offset = line.offset + line.range.len() as u64 + u64::from(line.terminated);
                 self.next += 1;
                 return Poll::Ready(Ok(Some(self.next - 1)));
             }
@@ -201,6 +220,12 @@ impl Prescan {
         }
     }
 
+    /// The byte offset just past the last line handed out: after the last line, the length
+    /// of the file.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
     fn start_read(&mut self) {
         let State::Idle(reader) = mem::replace(&mut self.state, State::Done) else {
             return;
@@ -226,6 +251,8 @@ impl Prescan {
         };
         PreLine {
             number: info.number,
+            offset: info.offset,
+            terminated: info.terminated,
             bytes: &self.batch.text.bytes()[range],
             text,
             scanned,
@@ -266,6 +293,8 @@ fn read_batch(mut reader: Reader, spare: Batch, columns: &ScanColumns) -> (Reade
         batch.lines.push(LineInfo {
             range: start..newline,
             number: reader.number,
+            offset: start_offset + start as u64,
+            terminated: true,
             scanned: None,
         });
         reader.number += 1;
@@ -275,6 +304,8 @@ fn read_batch(mut reader: Reader, spare: Batch, columns: &ScanColumns) -> (Reade
         batch.lines.push(LineInfo {
             range: start..buf.len(),
             number: reader.number,
+            offset: start_offset + start as u64,
+            terminated: false,
             scanned: None,
         });
         reader.number += 1;
@@ -342,8 +373,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// (number, bytes, scanned raw key and kept texts) of each line, as `Prescan` hands them.
-    type Seen = (u64, Vec<u8>, Option<(String, Vec<String>)>);
+    /// (number, offset, bytes, terminated, scanned raw key and kept texts) of each line, as
+    /// `Prescan` hands them.
+    type Seen = (u64, u64, Vec<u8>, bool, Option<(String, Vec<String>)>);
 
     fn prescan(input: &[u8], offset: u64, chunk_size: usize) -> Vec<Seen> {
         let dir = tempfile::tempdir().unwrap();
@@ -368,9 +400,20 @@ mod tests {
                     let kept = kept.iter().map(|r| text[r.clone()].to_owned()).collect();
                     (raw.to_owned(), kept)
                 });
-                seen.push((line.number, line.bytes.to_vec(), scanned));
+                seen.push((
+                    line.number,
+                    line.offset,
+                    line.bytes.to_vec(),
+                    line.terminated,
+                    scanned,
+                ));
             }
         }));
+        assert_eq!(
+            lines.offset(),
+            input.len() as u64,
+            "at the end, the file's length"
+        );
         seen
     }
 
@@ -382,6 +425,7 @@ mod tests {
         if pieces.last().is_some_and(|last| last.is_empty()) {
             pieces.pop();
         }
+        let mut at = offset;
         let keep = vec!["a".to_owned()];
         pieces
             .into_iter()
@@ -393,7 +437,10 @@ mod tests {
                     let kept = kept.iter().map(|r| text[r.clone().unwrap()].to_owned());
                     Some((raw.to_owned(), kept.collect()))
                 });
-                (7 + i as u64, bytes.to_vec(), scanned)
+                let start = at;
+                let terminated = start as usize + bytes.len() < input.len();
+                at += bytes.len() as u64 + u64::from(terminated);
+                (7 + i as u64, start, bytes.to_vec(), terminated, scanned)
             })
             .collect()
     }
@@ -404,9 +451,10 @@ mod tests {
         let seen = prescan(input, 0, 5);
         assert_eq!(seen, expected(input, 0));
         assert_eq!(seen.len(), 5);
-        assert_eq!(seen[0].2, Some(("1".into(), vec!["[2]".into()])));
-        assert_eq!(seen[3].2, None, "no kept column: left to the full parse");
-        assert_eq!(seen[4].2, Some(("true".into(), vec!["0".into()])));
+        assert_eq!(seen[0].4, Some(("1".into(), vec!["[2]".into()])));
+        assert_eq!(seen[3].4, None, "no kept column: left to the full parse");
+        assert_eq!(seen[4].4, Some(("true".into(), vec!["0".into()])));
+        assert!(!seen[4].3, "the last line has no newline");
     }
 
     proptest! {
