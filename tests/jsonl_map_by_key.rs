@@ -178,7 +178,7 @@ fn f_is_called_once_per_key_with_at_most_num_concurrent_at_once() {
 fn bad_input_is_a_typed_error_naming_file_and_line() {
     on_all_runtimes(|_| async {
         type Check = fn(&ErrorKind) -> bool;
-        let cases: [(&str, Check); 6] = [
+        let cases: [(&str, Check); 8] = [
             ("{\"key\": 1, oops}", |k| {
                 matches!(k, ErrorKind::Json { column: 12 })
             }),
@@ -194,6 +194,13 @@ fn bad_input_is_a_typed_error_naming_file_and_line() {
                 matches!(k, ErrorKind::InvalidKey)
             }),
             ("{\"key\": \"\\ud800\", \"other\": 1}", |k| {
+                matches!(k, ErrorKind::Json { .. })
+            }),
+            // Plain rows (the fast scan takes them) whose key the key rule refuses.
+            ("{\"key\": 1e400, \"other\": 1}", |k| {
+                matches!(k, ErrorKind::Json { .. })
+            }),
+            ("{\"key\": 1e400, \"key\": 1, \"other\": 1}", |k| {
                 matches!(k, ErrorKind::Json { .. })
             }),
         ];

@@ -1,6 +1,6 @@
 //! File chores shared by the resumable functions: fingerprints, cutting, progress.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 
 use futures::io::AsyncReadExt;
@@ -84,31 +84,62 @@ pub(crate) async fn fingerprint(path: &Path, prefix: Option<u64>) -> io::Result<
 
 /// The number of rows a file holds, counted as [`count_lines`](super::reader::count_lines)
 /// counts them (lines that are not blank), and the fingerprint of the whole file, as
-/// [`fingerprint`] makes it: both in one read of the file.
+/// [`fingerprint`] makes it: both in one read of the file, on the thread pool.
 pub(crate) async fn count_and_fingerprint(path: &Path) -> io::Result<(u64, (u64, u64))> {
-    let mut file = async_fs::File::open(path).await?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut hasher = Hasher::default();
-    let mut rows = 0;
-    // Whether the current line has a byte that is not JSON whitespace: it is a row.
-    let mut in_row = false;
-    let has_row = |bytes: &[u8]| bytes.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r'));
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            break;
+    let path = path.to_owned();
+    blocking::unblock(move || count_and_fingerprint_blocking(&path, 1 << 20)).await
+}
+
+/// [`count_and_fingerprint`], reading `chunk` bytes at a time: a scoped thread reads and
+/// counts while this one hashes (the hash, a chain of multiplications, takes the longest),
+/// the buffers going back and forth between them (at most four).
+fn count_and_fingerprint_blocking(path: &Path, chunk: usize) -> io::Result<(u64, (u64, u64))> {
+    let mut file = std::fs::File::open(path)?;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> io::Result<u64> {
+            let mut rows = 0;
+            // Whether the current line has a byte that is not JSON whitespace: it is a row.
+            let mut in_row = false;
+            let has_row = |bytes: &[u8]| bytes.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+            loop {
+                let mut buf = empty_rx.try_recv().unwrap_or_default();
+                buf.resize(chunk, 0);
+                let n = loop {
+                    match file.read(&mut buf) {
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                        result => break result?,
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                let mut start = 0;
+                for end in memchr::memchr_iter(b'\n', &buf) {
+                    rows += u64::from(in_row || has_row(&buf[start..end]));
+                    in_row = false;
+                    start = end + 1;
+                }
+                in_row = in_row || has_row(&buf[start..]);
+                if full_tx.send(buf).is_err() {
+                    break;
+                }
+            }
+            Ok(rows + u64::from(in_row))
+        });
+        let mut hasher = Hasher::default();
+        for buf in full_rx {
+            hasher.write(&buf);
+            // The reader may be done: then the buffer is dropped.
+            let _ = empty_tx.send(buf);
         }
-        let chunk = &buf[..n];
-        hasher.write(chunk);
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', chunk) {
-            rows += u64::from(in_row || has_row(&chunk[start..end]));
-            in_row = false;
-            start = end + 1;
-        }
-        in_row = in_row || has_row(&chunk[start..]);
-    }
-    Ok((rows + u64::from(in_row), hasher.finish()))
+        let rows = reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the reading thread panicked")))?;
+        Ok((rows, hasher.finish()))
+    })
 }
 
 /// What [`fingerprint`] found.
@@ -232,6 +263,13 @@ mod tests {
             let counted = block_on(super::super::reader::count_lines(&path)).unwrap();
             assert_eq!(rows, counted, "{}", content.len());
             assert_eq!(whole, block_on(fingerprint(&path, None)).unwrap().whole);
+            // Reads cut anywhere, lines across them, buffers reused.
+            for chunk in [1, 3, 8, 1000] {
+                if content.len() / chunk < 10_000 {
+                    let small = count_and_fingerprint_blocking(&path, chunk).unwrap();
+                    assert_eq!(small, (rows, whole), "{} by {chunk}", content.len());
+                }
+            }
         }
     }
 

@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -20,8 +19,9 @@ use std::borrow::Borrow;
 
 use super::files::{Bad, count_and_fingerprint, report_saved, set_len};
 use super::key::KeyRef;
-use super::raw::{RowKey, SourceRow, object_entries, parse_source_row, raw_key};
-use super::reader::{LineReader, Malformed, line_str, malformed_json, scan_keys};
+use super::prescan::{Prescan, ScanColumns};
+use super::raw::{RowKey, object_entries, parse_source_row, raw_key, scan_source_row};
+use super::reader::{LineReader, Malformed, is_blank, line_str, malformed_json, scan_keys};
 use super::writer::{JsonlWriter, OpenMode, open_locked};
 use super::{Error, ErrorKind, Key, OnError, Options, Progress, Report};
 use crate::{fault, run_bounded};
@@ -210,6 +210,29 @@ impl Columns {
         out.push(b'}');
     }
 
+    /// Renders an output row of a result without values for kept columns: the key, the kept
+    /// columns, then `tail`, as [`Rendered::tail`].
+    fn render_tail<'s>(
+        &self,
+        out: &mut Vec<u8>,
+        raw_key: &str,
+        kept: impl Fn(usize) -> &'s str,
+        tail: &[u8],
+    ) {
+        out.push(b'{');
+        out.extend_from_slice(self.key_json.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(raw_key.as_bytes());
+        for (i, name) in self.keep_json.iter().enumerate() {
+            out.push(b',');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(kept(i).as_bytes());
+        }
+        out.extend_from_slice(tail);
+        out.push(b'}');
+    }
+
     /// Prepares `f`'s output (the JSON text of an object) for rendering the rows of `key`.
     fn prepare(&self, output: &str, key: &KeyRef<'_>) -> Result<Rendered, ErrorKind> {
         let Ok(Some(entries)) = object_entries(output) else {
@@ -275,9 +298,37 @@ impl Columns {
         }
     }
 
-    /// Parses a source row: its key (which must be a scalar) and where its kept columns are
-    /// (which must all be there).
+    /// Parses a source row: the raw text of its key column, its key (which must be a scalar)
+    /// unless a fast scan found the row plain (then [`Columns::key_of`] makes it, if needed),
+    /// and where its kept columns are (which must all be there).
     fn parse<'a>(
+        &self,
+        text: &'a str,
+        kept: &mut Vec<Option<Range<usize>>>,
+    ) -> Result<(Option<KeyRef<'a>>, &'a str), Bad> {
+        if let Some(raw) = scan_source_row(text, &self.key, &self.keep, kept) {
+            return Ok((None, raw));
+        }
+        let (key, raw) = self.parse_full(text, kept)?;
+        Ok((Some(key), raw))
+    }
+
+    /// The key of a source row that [`Columns::parse`] found plain, from the raw text of its
+    /// key column; if that text is no key, the full parse of the row gives its error.
+    fn key_of<'a>(
+        &self,
+        text: &'a str,
+        raw: &'a str,
+        kept: &mut Vec<Option<Range<usize>>>,
+    ) -> Result<KeyRef<'a>, Bad> {
+        match raw_key(raw) {
+            Ok(Some(key)) => Ok(key),
+            _ => self.parse_full(text, kept).map(|(key, _)| key),
+        }
+    }
+
+    /// Parses a source row with `serde_json`: its key and where its kept columns are.
+    fn parse_full<'a>(
         &self,
         text: &'a str,
         kept: &mut Vec<Option<Range<usize>>>,
@@ -330,13 +381,9 @@ enum State {
 #[derive(Default)]
 struct Keys {
     index: HashMap<Key, usize>,
-    /// Keys by the raw text of a row's key column, for most lookups: one spelling per key (the
-    /// first seen that fits inline), so it holds at most one entry per key. A hit costs a hash
-    /// of the bytes and one memory access, without the key rule or a pointer to follow.
-    spellings: HashMap<Spelling, usize, BuildHasherDefault<SpellingHasher>>,
+    /// Keys by the raw text of a row's key column, for most lookups.
+    spellings: Spellings,
     keys: Vec<Key>,
-    /// Per key, whether it has an entry in `spellings`.
-    spelled: Vec<bool>,
     states: Vec<State>,
     /// Per key, the source line of its first row, for errors of `f`.
     first_line: Vec<u64>,
@@ -347,85 +394,223 @@ impl Keys {
         self.index.get(key).copied()
     }
 
-    /// Finds the key of a row whose key column holds `raw`.
-    fn find_spelled(&mut self, key: &KeyRef<'_>, raw: &str) -> Option<usize> {
-        let spelling = Spelling::new(raw);
-        if let Some(spelling) = &spelling
-            && let Some(&k) = self.spellings.get(spelling)
-        {
-            return Some(k);
-        }
+    /// Finds `key`, whose spelling `raw` was not found, and records that spelling for it if
+    /// it has none.
+    fn find_respelled(&mut self, key: &KeyRef<'_>, raw: &str) -> Option<usize> {
         let k = self.find(key)?;
-        if let Some(spelling) = spelling {
-            self.spell(k, spelling);
-        }
+        self.spell(k, raw);
         Some(k)
     }
 
-    fn spell(&mut self, k: usize, spelling: Spelling) {
-        if !self.spelled[k] {
-            self.spellings.insert(spelling, k);
-            self.spelled[k] = true;
-        }
+    /// Records `raw` as the spelling of key `k`, if it has none.
+    fn spell(&mut self, k: usize, raw: &str) {
+        self.spellings.spell(k, raw, &self.states[k]);
+    }
+
+    fn set_state(&mut self, k: usize, state: State) {
+        self.states[k] = state;
+        self.spellings.refresh(k, &self.states[k]);
     }
 
     fn insert(&mut self, key: Key, state: State, first_line: u64) -> usize {
         let k = self.keys.len();
         self.index.insert(key.clone(), k);
         self.keys.push(key);
-        self.spelled.push(false);
         self.states.push(state);
         self.first_line.push(first_line);
         k
     }
 }
 
-/// The raw text of a key column, held inline: its length, then its bytes, zero-padded.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Spelling([u8; 32]);
-
-impl Spelling {
-    fn new(raw: &str) -> Option<Spelling> {
-        let len = u8::try_from(raw.len()).ok().filter(|&len| len < 32)?;
-        let mut bytes = [0u8; 32];
-        bytes[0] = len;
-        bytes[1..=raw.len()].copy_from_slice(raw.as_bytes());
-        Some(Spelling(bytes))
-    }
-}
-
-impl Hash for Spelling {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // A multiply-rotate hash of the four words: a weak hash only costs collisions.
-        let mut hash = 0u64;
-        for word in self.0.chunks_exact(8) {
-            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-            hash = (hash ^ word)
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .rotate_left(29);
-        }
-        state.write_u64(hash ^ (hash >> 32));
-    }
-}
-
-/// Passes on the hash that [`Spelling`] makes.
+/// Keys by the raw text of a row's key column (one spelling per key, the first seen), each
+/// with what writing most rows of the key needs, so that a row costs a hash of its key's
+/// bytes, a look in a small table and one read of a few adjacent bytes, without the key
+/// rule or a pointer to follow.
 #[derive(Default)]
-struct SpellingHasher(u64);
+struct Spellings {
+    /// Open addressing with linear probing, at most half full, its length a power of two: 0
+    /// for an empty slot, else 1 + the offset of an entry in `entries`. Four bytes a slot, so
+    /// that the table stays in the cache.
+    slots: Vec<u32>,
+    /// Entries, each a header of [`HEADER`] bytes (the key's index, the lengths of the
+    /// spelling and of the tail, whether the tail is ready, and the record to wait for, as
+    /// little-endian integers), the spelling, then the tail. An entry is replaced (appended
+    /// anew) when its key is done, so a key leaves at most one stale entry.
+    entries: Vec<u8>,
+    /// Per key, the slot of its spelling, or `u32::MAX` if it has none.
+    slot_of: Vec<u32>,
+    len: usize,
+}
 
-impl Hasher for SpellingHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+const HEADER: usize = 24;
+
+/// A key found by its spelling.
+struct Hit<'a> {
+    k: usize,
+    /// The key is done, with a result that has no value for a kept column, rendered as
+    /// `tail` (as [`Rendered::tail`]) once `record` side-file records are saved.
+    ready: bool,
+    record: u64,
+    tail: &'a [u8],
+}
+
+impl Spellings {
+    fn u32_at(&self, at: usize) -> usize {
+        u32::from_le_bytes(self.entries[at..at + 4].try_into().expect("4 bytes")) as usize
+    }
+
+    fn spelling_at(&self, entry: usize) -> &[u8] {
+        let len = self.u32_at(entry + 4);
+        &self.entries[entry + HEADER..entry + HEADER + len]
+    }
+
+    /// The slot holding `raw`, or the empty slot where it would go.
+    fn probe(&self, raw: &[u8]) -> (usize, Option<usize>) {
+        let mask = self.slots.len() - 1;
+        let mut slot = spelling_hash(raw) as usize & mask;
+        loop {
+            match self.slots[slot] {
+                0 => return (slot, None),
+                entry => {
+                    let entry = entry as usize - 1;
+                    if self.spelling_at(entry) == raw {
+                        return (slot, Some(entry));
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
         }
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+    fn find(&self, raw: &str) -> Option<Hit<'_>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (_, entry) = self.probe(raw.as_bytes());
+        let entry = entry?;
+        let spelling_len = self.u32_at(entry + 4);
+        let tail_len = self.u32_at(entry + 8);
+        let tail = entry + HEADER + spelling_len;
+        Some(Hit {
+            k: self.u32_at(entry),
+            ready: self.entries[entry + 12] != 0,
+            record: u64::from_le_bytes(
+                self.entries[entry + 16..entry + 24]
+                    .try_into()
+                    .expect("8 bytes"),
+            ),
+            tail: &self.entries[tail..tail + tail_len],
+        })
     }
 
-    fn finish(&self) -> u64 {
-        self.0
+    /// Appends an entry for key `k`, spelled `raw`, in `state`; its offset, if it fits.
+    fn push_entry(&mut self, k: usize, raw: &[u8], state: &State) -> Option<u32> {
+        let (ready, record, tail) = match state {
+            State::Done(result) if result.overrides.is_empty() => {
+                (true, result.record, result.tail.as_str())
+            }
+            _ => (false, 0, ""),
+        };
+        let offset = self.entries.len();
+        let end = offset + HEADER + raw.len() + tail.len();
+        let (Ok(k), Ok(spelling_len), Ok(tail_len), Ok(offset)) = (
+            u32::try_from(k),
+            u32::try_from(raw.len()),
+            u32::try_from(tail.len()),
+            u32::try_from(offset),
+        ) else {
+            return None;
+        };
+        if end >= u32::MAX as usize {
+            return None;
+        }
+        self.entries.extend_from_slice(&k.to_le_bytes());
+        self.entries.extend_from_slice(&spelling_len.to_le_bytes());
+        self.entries.extend_from_slice(&tail_len.to_le_bytes());
+        self.entries
+            .extend_from_slice(&u32::from(ready).to_le_bytes());
+        self.entries.extend_from_slice(&record.to_le_bytes());
+        self.entries.extend_from_slice(raw);
+        self.entries.extend_from_slice(tail.as_bytes());
+        Some(offset)
     }
+
+    /// Records `raw` as the spelling of key `k`, in `state`, if `k` has none and `raw` is
+    /// not taken.
+    fn spell(&mut self, k: usize, raw: &str, state: &State) {
+        if self.slot_of.len() <= k {
+            self.slot_of.resize(k + 1, u32::MAX);
+        }
+        if self.slot_of[k] != u32::MAX {
+            return;
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let (slot, found) = self.probe(raw.as_bytes());
+        if found.is_some() {
+            return;
+        }
+        let (Some(entry), Ok(slot_index)) = (
+            self.push_entry(k, raw.as_bytes(), state),
+            u32::try_from(slot),
+        ) else {
+            return;
+        };
+        self.slots[slot] = entry + 1;
+        self.slot_of[k] = slot_index;
+        self.len += 1;
+    }
+
+    /// Brings the entry of key `k`, if it has one, up to date with its `state`.
+    fn refresh(&mut self, k: usize, state: &State) {
+        let Some(&slot) = self.slot_of.get(k).filter(|&&slot| slot != u32::MAX) else {
+            return;
+        };
+        let slot = slot as usize;
+        let old = self.slots[slot] as usize - 1;
+        let raw = self.spelling_at(old).to_vec();
+        match self.push_entry(k, &raw, state) {
+            Some(entry) => self.slots[slot] = entry + 1,
+            // No room for the new entry: mark the old one not ready, so rows take the slow way.
+            None => self.entries[old + 12] = 0,
+        }
+    }
+
+    /// Doubles the table (from 1024 slots) and puts every entry back.
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(1024);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        for entry in old.into_iter().filter(|&entry| entry != 0) {
+            let at = entry as usize - 1;
+            let (slot, _) = self.probe(self.spelling_at(at));
+            self.slots[slot] = entry;
+            let k = self.u32_at(at);
+            self.slot_of[k] = u32::try_from(slot).expect("a slot index fits in u32");
+        }
+    }
+}
+
+/// A multiply-rotate hash of the raw text of a key column, by 8-byte words: a weak hash only
+/// costs collisions (the second spelling goes the slow way).
+fn spelling_hash(raw: &[u8]) -> u64 {
+    let mix = |hash: u64, word: u64| {
+        (hash ^ word)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29)
+    };
+    let mut words = raw.chunks_exact(8);
+    let mut hash = raw.len() as u64;
+    for word in &mut words {
+        hash = mix(hash, u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        hash = mix(hash, u64::from_le_bytes(word));
+    }
+    hash ^ (hash >> 32)
 }
 
 /// A source row waiting for its key's result: its raw key and kept values.
@@ -508,11 +693,15 @@ where
     .await?;
 
     let mut report = Report::default();
-    let open_source = || async {
-        let file = async_fs::File::open(&paths.src).await.map_err(src_error)?;
-        Ok::<_, Error>(LineReader::new(file))
+    // The source is read and scanned ahead, on the thread pool.
+    let open_source = || {
+        let columns = ScanColumns {
+            key: columns.key.clone(),
+            keep: columns.keep.clone(),
+        };
+        Prescan::new(paths.src.clone(), 0, 1, columns)
     };
-    let mut source = open_source().await?;
+    let mut source = open_source();
     let mut rewrite = false;
     if !dst_created {
         let walk = walk_output(&paths, &columns, &mut keys, &mut source).await?;
@@ -521,7 +710,7 @@ where
         if walk.hole {
             // Rows are missing in the middle: write it all anew, from the saved results.
             rewrite = true;
-            source = open_source().await?;
+            source = open_source();
         } else if walk.torn_bytes > 0 {
             fault::point("before-truncate");
             set_len(&dst_file, &paths.dst, walk.valid_len).await?;
@@ -597,7 +786,7 @@ where
                             out.push(b'}');
                         });
                         rendered.record = side.rows_fed();
-                        keys.states[k] = State::Done(rendered);
+                        keys.set_state(k, State::Done(rendered));
                     }
                     Err(error) => {
                         let error = at(ErrorKind::Generate).with_source(error);
@@ -605,7 +794,7 @@ where
                             OnError::Raise => return Poll::Ready(Err(error)),
                             OnError::Report => {
                                 report.problems.push(error);
-                                keys.states[k] = State::Failed;
+                                keys.set_state(k, State::Failed);
                             }
                         }
                     }
@@ -654,49 +843,80 @@ where
                     Poll::Ready(Ok(Some(line))) => line,
                 };
                 progressed = true;
-                if line.is_blank() {
+                if is_blank(line.bytes) {
                     continue;
                 }
                 let number = line.number;
                 let bad = |bad: Bad| bad.at(&paths.src, number);
                 // A bad row stops the reading; what was read before it is finished and saved.
                 let row: Result<(), Error> = 'row: {
-                    let text = match line_str(line.bytes) {
+                    let text = match line.text.map_or_else(|| line_str(line.bytes), Ok) {
                         Ok(text) => text,
                         Err(malformed) => break 'row Err(bad(Bad::Json(malformed))),
                     };
-                    let (key, raw_key) = match columns.parse(text, &mut kept) {
+                    let parsed = match line.scanned {
+                        Some((raw, ranges)) => {
+                            kept.clear();
+                            kept.extend(ranges.iter().cloned().map(Some));
+                            Ok((None, raw))
+                        }
+                        None => columns.parse(text, &mut kept),
+                    };
+                    let (key, raw_key) = match parsed {
                         Ok(parsed) => parsed,
                         Err(error) => break 'row Err(bad(error)),
                     };
-                    let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
-                    let k = match keys.find_spelled(&key, raw_key) {
+                    let found = keys.spellings.find(raw_key);
+                    // Nothing waits before this row, and its result is saved: write it.
+                    let now = window.is_empty();
+                    if let Some(hit) = &found
+                        && hit.ready
+                        && now
+                        && hit.record <= side.rows_written()
+                    {
+                        let kept_text =
+                            |i: usize| &text[kept[i].clone().expect("checked by parse")];
+                        writer.feed_with(|out| {
+                            columns.render_tail(out, raw_key, kept_text, hit.tail);
+                        });
+                        break 'row Ok(());
+                    }
+                    let k = match found.map(|hit| hit.k) {
                         Some(k) => k,
                         None => {
-                            // The first row of a key: it goes to `f`.
-                            let input: In = match serde_json::from_str(text) {
-                                Ok(input) => input,
-                                Err(error) => {
-                                    break 'row Err(bad(Bad::Json(malformed_json(error))));
-                                }
+                            let key = match key {
+                                Some(key) => key,
+                                None => match columns.key_of(text, raw_key, &mut kept) {
+                                    Ok(key) => key,
+                                    Err(error) => break 'row Err(bad(error)),
+                                },
                             };
-                            let k = keys.insert(key.to_key(), State::Pending, number);
-                            if let Some(spelling) = Spelling::new(raw_key) {
-                                keys.spell(k, spelling);
+                            match keys.find_respelled(&key, raw_key) {
+                                Some(k) => k,
+                                None => {
+                                    // The first row of a key: it goes to `f`.
+                                    let input: In = match serde_json::from_str(text) {
+                                        Ok(input) => input,
+                                        Err(error) => {
+                                            break 'row Err(bad(Bad::Json(malformed_json(error))));
+                                        }
+                                    };
+                                    let k = keys.insert(key.to_key(), State::Pending, number);
+                                    keys.spell(k, raw_key);
+                                    if let Some(tx) = &call_tx {
+                                        // The receiver lives as long as `calls`; if the stop
+                                        // ended it, the row waits in vain, and the run ends
+                                        // before it.
+                                        let _ = tx.unbounded_send((k, input));
+                                    }
+                                    k
+                                }
                             }
-                            if let Some(tx) = &call_tx {
-                                // The receiver lives as long as `calls`; if the stop ended it,
-                                // the row waits in vain, and the run ends before it.
-                                let _ = tx.unbounded_send((k, input));
-                            }
-                            k
                         }
                     };
+                    let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
                     match &keys.states[k] {
-                        // Nothing waits before this row, and its result is saved: write it.
-                        State::Done(result)
-                            if window.is_empty() && result.record <= side.rows_written() =>
-                        {
+                        State::Done(result) if now && result.record <= side.rows_written() => {
                             writer.feed_with(|out| columns.render(out, raw_key, kept_text, result));
                         }
                         _ => {
@@ -758,15 +978,34 @@ where
     Ok(report)
 }
 
-/// Parses a line as JSON, lending its text, its key and the raw text of its key column.
+/// Parses a line as JSON, lending its text, the raw text of its key column and its key,
+/// unless a fast scan found the line plain (then [`line_key`] makes the key, if needed).
 fn parse_key<'a>(
     bytes: &'a [u8],
     key_column: &str,
     no_columns: &mut Vec<Option<Range<usize>>>,
-) -> Result<(&'a str, SourceRow<'a>), Malformed> {
+) -> Result<(&'a str, &'a str, Option<RowKey<'a>>), Malformed> {
     let text = line_str(bytes)?;
+    if let Some(raw) = scan_source_row(text, key_column, &[], no_columns) {
+        return Ok((text, raw, None));
+    }
     let row = parse_source_row(text, key_column, &[], no_columns).map_err(malformed_json)?;
-    Ok((text, row))
+    Ok((text, row.raw_key, Some(row.key)))
+}
+
+/// The key of a line that [`parse_key`] found plain, from the raw text `raw` of its key
+/// column; if that text is no key, the full parse of the line gives its error.
+fn line_key<'a>(
+    text: &'a str,
+    raw: &'a str,
+    key_column: &str,
+    no_columns: &mut Vec<Option<Range<usize>>>,
+) -> Result<RowKey<'a>, Malformed> {
+    if let Ok(Some(key)) = raw_key(raw) {
+        return Ok(RowKey::Key(key));
+    }
+    let row = parse_source_row(text, key_column, &[], no_columns).map_err(malformed_json)?;
+    Ok(row.key)
 }
 
 /// What the walk over an existing output found.
@@ -789,11 +1028,16 @@ async fn walk_output(
     paths: &Paths,
     columns: &Columns,
     keys: &mut Keys,
-    source: &mut LineReader<async_fs::File>,
+    source: &mut Prescan,
 ) -> Result<Walk, Error> {
     let dst_error = |error: io::Error| Error::from(error).with_path(&paths.dst);
     let src_error = |error: io::Error| Error::from(error).with_path(&paths.src);
-    let mut output = LineReader::new(async_fs::File::open(&paths.dst).await.map_err(dst_error)?);
+    // Read and scanned for keys ahead, on the thread pool, as the source is.
+    let key_only = ScanColumns {
+        key: columns.key.clone(),
+        keep: Vec::new(),
+    };
+    let mut output = Prescan::new(paths.dst.clone(), 0, 1, key_only);
     let mut walk = Walk {
         rows: 0,
         hole: false,
@@ -808,19 +1052,35 @@ async fn walk_output(
             // Never valid: the writer writes a row and its newline at once. It is the last.
             break;
         }
-        if line.is_blank() {
+        if is_blank(line.bytes) {
             if malformed.is_none() {
                 walk.valid_len = line.end_offset();
             }
             continue;
         }
         let number = line.number;
-        let (text, row) = match parse_key(line.bytes, &columns.key, &mut no_columns) {
+        let parsed = match (line.text, line.scanned) {
+            (Some(text), Some((raw, _))) => Ok((text, raw, None)),
+            _ => parse_key(line.bytes, &columns.key, &mut no_columns),
+        };
+        let (text, raw, key) = match parsed {
             Ok(parsed) => parsed,
             Err(error) => {
                 malformed.get_or_insert((number, error));
                 continue;
             }
+        };
+        // A known spelling is a good key; else the key is made now, as the full parse would.
+        let spelled = keys.spellings.find(raw).is_some();
+        let key = match key {
+            None if !spelled => match line_key(text, raw, &columns.key, &mut no_columns) {
+                Ok(key) => Some(key),
+                Err(error) => {
+                    malformed.get_or_insert((number, error));
+                    continue;
+                }
+            },
+            key => key,
         };
         if let Some((number, malformed)) = malformed.take() {
             return Err(malformed
@@ -829,9 +1089,11 @@ async fn walk_output(
                 .with_line(number));
         }
         walk.valid_len = line.end_offset();
-        let key = columns
-            .row_key(row.key)
-            .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
+        let dst_at = |kind| Error::new(kind).with_path(&paths.dst).with_line(number);
+        let mut key = key
+            .map(|key| columns.row_key(key))
+            .transpose()
+            .map_err(dst_at)?;
         // The next source row with this key; the rows passed over have no output (a hole).
         loop {
             let Some(src_line) = source.next_line().await.map_err(src_error)? else {
@@ -839,32 +1101,49 @@ async fn walk_output(
                     .with_path(&paths.dst)
                     .with_line(number));
             };
-            if src_line.is_blank() {
+            if is_blank(src_line.bytes) {
                 continue;
             }
             let src_number = src_line.number;
-            let (_, src_row) = parse_key(src_line.bytes, &columns.key, &mut no_columns)
-                .map_err(|malformed| Bad::Json(malformed).at(&paths.src, src_number))?;
+            let bad_src = |malformed| Bad::Json(malformed).at(&paths.src, src_number);
+            let (src_text, src_raw, src_key) = match (src_line.text, src_line.scanned) {
+                (Some(text), Some((raw, _))) => (text, raw, None),
+                _ => parse_key(src_line.bytes, &columns.key, &mut no_columns).map_err(bad_src)?,
+            };
             // The same text is the same key; else the key rule decides.
-            if src_row.raw_key == row.raw_key {
+            if src_raw == raw {
                 break;
             }
+            let src_key = match src_key {
+                Some(src_key) => src_key,
+                None => {
+                    line_key(src_text, src_raw, &columns.key, &mut no_columns).map_err(bad_src)?
+                }
+            };
             let src_key = columns
-                .row_key(src_row.key)
+                .row_key(src_key)
                 .map_err(|kind| Error::new(kind).with_path(&paths.src).with_line(src_number))?;
-            if src_key == key {
+            let key = match &mut key {
+                Some(key) => key,
+                // A known spelling: its key reads back.
+                None => {
+                    let row_key = line_key(text, raw, &columns.key, &mut no_columns)
+                        .map_err(|malformed| Bad::Json(malformed).at(&paths.dst, number))?;
+                    key.insert(columns.row_key(row_key).map_err(dst_at)?)
+                }
+            };
+            if src_key == *key {
                 break;
             }
             walk.hole = true;
         }
         walk.rows += 1;
-        if keys.find_spelled(&key, row.raw_key).is_none() {
-            let rendered = columns
-                .read_back(text)
-                .map_err(|kind| Error::new(kind).with_path(&paths.dst).with_line(number))?;
-            let k = keys.insert(key.to_key(), State::Done(rendered), 0);
-            if let Some(spelling) = Spelling::new(row.raw_key) {
-                keys.spell(k, spelling);
+        if !spelled {
+            let key = key.expect("a key is made when its spelling is new");
+            if keys.find_respelled(&key, raw).is_none() {
+                let rendered = columns.read_back(text).map_err(dst_at)?;
+                let k = keys.insert(key.to_key(), State::Done(rendered), 0);
+                keys.spell(k, raw);
             }
         }
     }

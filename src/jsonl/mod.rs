@@ -7,6 +7,7 @@ mod flatmap;
 mod key;
 mod map_by_key;
 mod options;
+mod prescan;
 mod raw;
 mod reader;
 mod writer;

@@ -262,6 +262,225 @@ impl<'de> Visitor<'de> for EntriesSeed {
     }
 }
 
+/// A fast path for [`parse_source_row`] on plain rows: scans `line` without `serde_json` and,
+/// if it is a JSON object in a plain subset of JSON, returns the raw text of its key column
+/// and puts in `kept` where each of the `keep` columns is, as [`parse_source_row`] would.
+///
+/// It answers only when the answer is sure: `None` whenever the line leaves the subset (a
+/// string with an escape or a control character, nesting deeper than [`MAX_SCAN_DEPTH`], a row
+/// that is not an object) or is not a good row (malformed, a key column missing or not a
+/// scalar, a kept column missing), and the caller then parses the line with
+/// [`parse_source_row`], which gives the same answer or the exact error. So when it answers,
+/// `parse_source_row` accepts the line, with the same raw key (a scalar) and kept ranges, and
+/// every kept column present (a property test checks this on random and mutated lines). The
+/// key itself is not parsed: a caller that meets a new spelling parses it with [`raw_key`].
+pub(crate) fn scan_source_row<'a>(
+    line: &'a str,
+    key_column: &str,
+    keep: &[String],
+    kept: &mut Vec<Option<Range<usize>>>,
+) -> Option<&'a str> {
+    kept.clear();
+    kept.resize(keep.len(), None);
+    let mut scan = Scanner {
+        bytes: line.as_bytes(),
+        at: 0,
+    };
+    scan.whitespace();
+    scan.eat(b'{')?;
+    scan.whitespace();
+    let mut raw_key = None;
+    if scan.peek() == Some(b'}') {
+        return None;
+    }
+    loop {
+        scan.eat(b'"')?;
+        let name = scan.string_body()?;
+        let name = &scan.bytes[name];
+        scan.whitespace();
+        scan.eat(b':')?;
+        scan.whitespace();
+        let start = scan.at;
+        if name == key_column.as_bytes() {
+            // Only a scalar is a key, and only one key column is simple; the rest goes to
+            // the full parse (which parses each key column, so a bad one is an error).
+            if raw_key.is_some() || matches!(scan.peek()?, b'[' | b'{') {
+                return None;
+            }
+            scan.value(0)?;
+            raw_key = Some(start..scan.at);
+        } else if let Some(i) = keep.iter().position(|keep| keep.as_bytes() == name) {
+            scan.value(0)?;
+            kept[i] = Some(start..scan.at);
+        } else {
+            scan.value(0)?;
+        }
+        scan.whitespace();
+        match scan.next()? {
+            b',' => scan.whitespace(),
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    scan.whitespace();
+    if scan.at != scan.bytes.len() || kept.iter().any(Option::is_none) {
+        return None;
+    }
+    // In bounds and on character boundaries: each range starts and ends at an ASCII byte.
+    line.get(raw_key?)
+}
+
+/// How deep [`scan_source_row`] follows arrays and objects in a value before it leaves the
+/// line to `serde_json`.
+const MAX_SCAN_DEPTH: usize = 64;
+
+/// A cursor over the bytes of a line, for [`scan_source_row`]: each method returns `None` when
+/// the line leaves the plain subset of JSON that it accepts.
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    /// Skips JSON whitespace, as `serde_json` takes it.
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// After an opening `"`: the range of a string's text, up to its closing `"` (eaten).
+    /// `None` at an escape or a control character (left to `serde_json`) or the end.
+    fn string_body(&mut self) -> Option<Range<usize>> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = ONES << 7;
+        let start = self.at;
+        // Eight bytes at a time: the first byte that is `"`, `\` or below 0x20 stops it.
+        while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let quote = word ^ (ONES * u64::from(b'"'));
+            let backslash = word ^ (ONES * u64::from(b'\\'));
+            let found = (word.wrapping_sub(ONES * 0x20) & !word)
+                | (quote.wrapping_sub(ONES) & !quote)
+                | (backslash.wrapping_sub(ONES) & !backslash);
+            let found = found & HIGHS;
+            if found != 0 {
+                // The lowest flagged byte is a real stop (false flags only follow one).
+                self.at += (found.trailing_zeros() / 8) as usize;
+                break;
+            }
+            self.at += 8;
+        }
+        loop {
+            match self.next()? {
+                b'"' => return Some(start..self.at - 1),
+                b'\\' | 0..=0x1f => return None,
+                _ => {}
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    /// A number, by the JSON grammar (as `serde_json` checks a number it skips).
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A value, at its first byte (after any whitespace); `depth` arrays or objects enclose it.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.string_body().map(drop)
+            }
+            b'-' | b'0'..=b'9' => self.number(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            open @ (b'[' | b'{') => {
+                if depth >= MAX_SCAN_DEPTH {
+                    return None;
+                }
+                self.at += 1;
+                let close = if open == b'[' { b']' } else { b'}' };
+                self.whitespace();
+                if self.peek() == Some(close) {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.eat(b'"')?;
+                        self.string_body()?;
+                        self.whitespace();
+                        self.eat(b':')?;
+                        self.whitespace();
+                    }
+                    self.value(depth + 1)?;
+                    self.whitespace();
+                    match self.next()? {
+                        b',' => self.whitespace(),
+                        byte if byte == close => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Parses raw JSON text as a key: `None` for an array or an object.
 pub(crate) fn raw_key(raw: &str) -> Result<Option<KeyRef<'_>>, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(raw);
@@ -273,6 +492,7 @@ pub(crate) fn raw_key(raw: &str) -> Result<Option<KeyRef<'_>>, serde_json::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn source_rows_lend_key_and_kept_columns_verbatim() {
@@ -300,6 +520,154 @@ mod tests {
             RowKey::NotScalar
         ));
         assert!(parse(r#"{"key":1} x"#).is_err());
+    }
+
+    /// The fast scan answers on plain rows, with what the full parse finds.
+    #[test]
+    fn scan_answers_plain_rows_as_the_parse_does() {
+        let keep = vec!["id".to_owned(), "text".to_owned()];
+        let mut kept = Vec::new();
+        let line =
+            r#" {"id": 7, "key" :"customer-01","text":"é [x]","n":{"a":[1,-2.5e+3,true]} } "#;
+        let raw = scan_source_row(line, "key", &keep, &mut kept).unwrap();
+        assert_eq!(raw, r#""customer-01""#);
+        let kept: Vec<&str> = kept.iter().map(|r| &line[r.clone().unwrap()]).collect();
+        assert_eq!(kept, ["7", r#""é [x]""#]);
+        // Left to the full parse: escapes, a missing or repeated or nested key, a missing kept
+        // column, and anything malformed.
+        for line in [
+            r#"{"id":1,"key":"a\"b","text":""}"#,
+            r#"{"id":1,"text":""}"#,
+            r#"{"id":1,"key":1,"key":2,"text":""}"#,
+            r#"{"id":1,"key":[1],"text":""}"#,
+            r#"{"id":1,"key":1}"#,
+            r#"{"id":01,"key":1,"text":""}"#,
+            r#"{"id":1,"key":1,"text":"",}"#,
+            r#"{"id":1,"key":1,"text":""} x"#,
+            "[1]",
+        ] {
+            assert_eq!(
+                scan_source_row(line, "key", &keep, &mut Vec::new()),
+                None,
+                "{line}"
+            );
+        }
+    }
+
+    /// Bits of JSON, good and bad, to build lines from.
+    fn json_text(depth: u32) -> BoxedStrategy<String> {
+        let good = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just("-0.0E-7".to_owned()),
+            Just("1e400".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|x| x.to_string()),
+            "[a-cé/ ]{0,4}".prop_map(|s| format!("\"{s}\"")),
+        ];
+        let bad = prop_oneof![
+            Just("nul".to_owned()),
+            Just("-".to_owned()),
+            Just("01".to_owned()),
+            Just("1.".to_owned()),
+            Just("1e".to_owned()),
+            Just(".5".to_owned()),
+            "[a-cé\"\\\\/ \\t\u{1}]{0,4}".prop_map(|s| format!("\"{s}\"")),
+            r#"\\u[0-9a-fA-FdD]{0,4}"#.prop_map(|s| format!("\"{s}\"")),
+        ];
+        let scalar = prop_oneof![6 => good, 1 => bad];
+        if depth == 0 {
+            return scalar.boxed();
+        }
+        let name = prop_oneof![
+            Just("\"key\"".to_owned()),
+            Just("\"id\"".to_owned()),
+            Just("\"text\"".to_owned()),
+            Just("\"k\\u0065y\"".to_owned()),
+            "[a-z]{0,2}".prop_map(|s| format!("\"{s}\"")),
+        ];
+        let ws = prop_oneof![Just(""), Just(""), Just(" "), Just("\t"), Just("\r\n ")];
+        let entry = (name, ws.clone(), json_text(depth - 1), ws.clone())
+            .prop_map(|(name, ws, value, ws2)| format!("{ws}{name}{ws2}:{ws}{value}{ws2}"));
+        let object = proptest::collection::vec(entry, 0..5)
+            .prop_map(|entries| format!("{{{}}}", entries.join(",")));
+        let array = proptest::collection::vec(json_text(depth - 1), 0..4)
+            .prop_map(|items| format!("[{}]", items.join(",")));
+        prop_oneof![3 => scalar, 2 => object, 1 => array].boxed()
+    }
+
+    /// A line built from bits of JSON, then maybe mutated: characters deleted, inserted or
+    /// replaced.
+    fn line() -> impl Strategy<Value = String> {
+        let rows = prop_oneof![
+            // Mostly rows with the columns the test asks for.
+            (json_text(0), json_text(1), json_text(2), json_text(2)).prop_map(
+                |(key, id, text, other)| {
+                    format!(r#"{{"id":{id},"key":{key},"o":{other},"text":{text}}}"#)
+                }
+            ),
+            json_text(3),
+        ];
+        let edit = (
+            any::<proptest::sample::Index>(),
+            0..3u8,
+            proptest::sample::select(
+                &[
+                    '"', '\\', '{', '}', '[', ']', ',', ':', ' ', '0', '1', '-', '.', 'e', 'n',
+                    'é', '\u{1}',
+                ][..],
+            ),
+        );
+        (rows, proptest::collection::vec(edit, 0..4), any::<bool>()).prop_map(
+            |(line, edits, edit)| {
+                let edits = if edit { edits } else { Vec::new() };
+                let mut chars: Vec<char> = line.chars().collect();
+                for (at, how, c) in edits {
+                    let i = at.index(chars.len() + 1);
+                    match how {
+                        0 if i < chars.len() => {
+                            chars.remove(i);
+                        }
+                        1 if i < chars.len() => chars[i] = c,
+                        _ => chars.insert(i, c),
+                    }
+                }
+                chars.into_iter().collect()
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whenever the fast scan answers, the full parse accepts the line and finds the same.
+        #[test]
+        fn scan_agrees_with_serde_json(line in line(), with_kept in any::<bool>()) {
+            // With kept columns (source rows) or without (the key-only parses of a resume).
+            let keep = if with_kept {
+                vec!["id".to_owned(), "text".to_owned()]
+            } else {
+                Vec::new()
+            };
+            let mut scanned = Vec::new();
+            let Some(raw) = scan_source_row(&line, "key", &keep, &mut scanned) else {
+                return Ok(());
+            };
+            let mut kept = Vec::new();
+            let row = parse_source_row(&line, "key", &keep, &mut kept);
+            // The caller parses the raw key; if that fails it takes the full parse's answer.
+            match raw_key(raw) {
+                Ok(Some(key)) => {
+                    let row = row.unwrap();
+                    prop_assert_eq!(row.raw_key, raw);
+                    prop_assert!(matches!(row.key, RowKey::Key(k) if k == key));
+                    prop_assert_eq!(&kept, &scanned);
+                    prop_assert!(kept.iter().all(Option::is_some));
+                }
+                _ => prop_assert!(row.is_err() || !matches!(row.unwrap().key, RowKey::Key(_))),
+            }
+        }
     }
 
     #[test]

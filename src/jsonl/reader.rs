@@ -86,7 +86,7 @@ impl Line<'_> {
 }
 
 /// Whether `bytes` are only JSON whitespace (`\n` cannot occur in a line).
-fn is_blank(bytes: &[u8]) -> bool {
+pub(crate) fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
 }
 

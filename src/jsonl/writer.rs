@@ -150,6 +150,9 @@ pub struct JsonlWriter {
     dir_unsynced: bool,
     /// Write calls that carried rows; lets the tests check that rows are coalesced.
     writes: u64,
+    /// While a write is in flight, `poll_ready` looks at it again only once this many bytes
+    /// are pending (or [`HIGH_WATER`]): a look costs atomics, and most rows need none.
+    next_look: usize,
 }
 
 enum State {
@@ -330,6 +333,7 @@ impl JsonlWriter {
             file_unsynced: false,
             dir_unsynced: created,
             writes: 0,
+            next_look: 0,
         }
     }
 
@@ -538,6 +542,7 @@ impl JsonlWriter {
         }
         let task = unblock(move || run_job(file, buf, sync_file, sync_dir));
         self.state = State::Busy { task, rows };
+        self.next_look = 0;
     }
 
     /// Takes back the file and the buffer of a finished job, and counts what it saved.
@@ -728,13 +733,21 @@ impl<T: Serialize> Sink<T> for JsonlWriter {
             return Poll::Ready(Err(this.closed_error()));
         }
         // Most rows take this path: no look at the write in flight, which costs atomics.
-        if this.pending.len() <= EAGER_WRITE_ABOVE {
+        let len = this.pending.len();
+        if len <= EAGER_WRITE_ABOVE {
+            return Poll::Ready(Ok(()));
+        }
+        // A write found in flight is looked at again after another 64 KiB of rows.
+        if matches!(this.state, State::Busy { .. }) && len < this.next_look.min(HIGH_WATER) {
             return Poll::Ready(Ok(()));
         }
         match this.poll_idle(cx) {
             Poll::Ready(result) => result?,
-            Poll::Pending if this.pending.len() >= HIGH_WATER => return Poll::Pending,
-            Poll::Pending => return Poll::Ready(Ok(())),
+            Poll::Pending if len >= HIGH_WATER => return Poll::Pending,
+            Poll::Pending => {
+                this.next_look = len + EAGER_WRITE_ABOVE;
+                return Poll::Ready(Ok(()));
+            }
         }
         this.start_job(false);
         Poll::Ready(Ok(()))
