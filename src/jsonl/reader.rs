@@ -27,6 +27,8 @@ use serde::de::{
 
 use super::error::{Error, ErrorKind};
 use super::key::{KeyRef, KeySeed};
+use super::prescan::{Prescan, ScanColumns};
+use super::raw::raw_key;
 
 /// How many bytes the readers ask the file for at a time.
 pub(crate) const CHUNK_SIZE: usize = 1 << 20;
@@ -75,6 +77,7 @@ pub(crate) struct Line<'a> {
 
 impl Line<'_> {
     /// The byte offset just past the line and its `\n`, if any.
+    #[cfg(test)]
     pub(crate) fn end_offset(&self) -> u64 {
         self.offset + self.bytes.len() as u64 + u64::from(self.terminated)
     }
@@ -144,6 +147,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
     /// The byte offset of the first byte not yet handed out: after the last line, the length of
     /// the input.
+    #[cfg(test)]
     pub(crate) fn offset(&self) -> u64 {
         self.offset
     }
@@ -489,17 +493,51 @@ pub(crate) struct Scan {
 ///
 /// [`ErrorKind::Io`] if the file cannot be opened or read; [`ErrorKind::Corrupt`] as above; and
 /// any error `visit` returns, which stops the scan.
-pub(crate) async fn scan_keys<F>(path: &Path, key_column: &str, visit: F) -> Result<Scan, Error>
+pub(crate) async fn scan_keys<F>(path: &Path, key_column: &str, mut visit: F) -> Result<Scan, Error>
 where
     F: FnMut(u64, LineKey<'_>) -> Result<(), Error>,
 {
-    let file = async_fs::File::open(path)
-        .await
-        .map_err(|error| Error::from(error).with_path(path))?;
-    scan_lines(LineReader::new(file), path, key_column, visit).await
+    // Lines are read, checked as UTF-8 and scanned a batch ahead on the thread pool; a line
+    // the fast scan answers for is valid JSON whose key column's raw text it found. Any other
+    // line takes the full parse, which gives the exact error.
+    let columns = ScanColumns {
+        key: key_column.to_owned(),
+        keep: Vec::new(),
+    };
+    let mut lines = Prescan::new(path.to_owned(), 0, 1, columns);
+    let mut state = ScanState::new(path);
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(error) => return Err(Error::from(error).with_path(path)),
+        };
+        let key = || match line.scanned {
+            Some((raw, _)) => match raw_key(raw) {
+                Ok(Some(key)) => Ok(LineKey::Key(key)),
+                Ok(None) => Ok(LineKey::NotScalar),
+                // A number out of range, say: the full parse names the column in the line.
+                Err(_) => parse_line_key(line.bytes, key_column),
+            },
+            None => parse_line_key(line.bytes, key_column),
+        };
+        let end = line.end_offset();
+        if !state.line(
+            line.number,
+            end,
+            line.terminated,
+            line.bytes,
+            key,
+            &mut visit,
+        )? {
+            break;
+        }
+    }
+    Ok(state.finish(lines.offset()))
 }
 
-/// [`scan_keys`] over any line reader; `path` is for errors.
+/// [`scan_keys`] over any line reader, parsing every line in full; `path` is for errors.
+#[cfg(test)]
 async fn scan_lines<R, F>(
     mut lines: LineReader<R>,
     path: &Path,
@@ -510,46 +548,95 @@ where
     R: AsyncRead + Unpin,
     F: FnMut(u64, LineKey<'_>) -> Result<(), Error>,
 {
-    let mut scan = Scan::default();
-    // The first malformed line, while we look for a valid line after it.
-    let mut malformed: Option<(u64, Malformed)> = None;
+    let mut state = ScanState::new(path);
     loop {
         let line = match lines.next_line().await {
             Ok(Some(line)) => line,
             Ok(None) => break,
             Err(error) => return Err(Error::from(error).with_path(path)),
         };
-        if !line.terminated {
-            // Never valid: see the docs. It is the last line.
+        let key = || parse_line_key(line.bytes, key_column);
+        let end = line.end_offset();
+        if !state.line(
+            line.number,
+            end,
+            line.terminated,
+            line.bytes,
+            key,
+            &mut visit,
+        )? {
             break;
         }
-        if line.is_blank() {
-            if malformed.is_none() {
-                scan.valid_len = line.end_offset();
-            }
-            continue;
-        }
-        match parse_line_key(line.bytes, key_column) {
-            Ok(key) => {
-                if let Some((number, malformed)) = malformed {
-                    return Err(malformed
-                        .into_error(|column| ErrorKind::Corrupt { column })
-                        .with_path(path)
-                        .with_line(number));
-                }
-                scan.rows += 1;
-                scan.valid_len = line.end_offset();
-                visit(line.number, key)?;
-            }
-            Err(error) => {
-                if malformed.is_none() {
-                    malformed = Some((line.number, error));
-                }
-            }
+    }
+    Ok(state.finish(lines.offset()))
+}
+
+/// A resume scan, fed one line at a time: the valid prefix, and the first malformed line
+/// while a valid line after it is looked for.
+struct ScanState<'p> {
+    path: &'p Path,
+    scan: Scan,
+    malformed: Option<(u64, Malformed)>,
+}
+
+impl<'p> ScanState<'p> {
+    fn new(path: &'p Path) -> Self {
+        ScanState {
+            path,
+            scan: Scan::default(),
+            malformed: None,
         }
     }
-    scan.torn_bytes = lines.offset() - scan.valid_len;
-    Ok(scan)
+
+    /// Takes line `number`, which ends at byte `end` of the file; `key` parses it. Returns
+    /// `false` at a line without `\n`, which is never valid (see [`scan_keys`]) and the last.
+    fn line<'a, F>(
+        &mut self,
+        number: u64,
+        end: u64,
+        terminated: bool,
+        bytes: &[u8],
+        key: impl FnOnce() -> Result<LineKey<'a>, Malformed>,
+        visit: &mut F,
+    ) -> Result<bool, Error>
+    where
+        F: FnMut(u64, LineKey<'_>) -> Result<(), Error>,
+    {
+        if !terminated {
+            return Ok(false);
+        }
+        if is_blank(bytes) {
+            if self.malformed.is_none() {
+                self.scan.valid_len = end;
+            }
+            return Ok(true);
+        }
+        match key() {
+            Ok(key) => {
+                if let Some((line, malformed)) = self.malformed.take() {
+                    return Err(malformed
+                        .into_error(|column| ErrorKind::Corrupt { column })
+                        .with_path(self.path)
+                        .with_line(line));
+                }
+                self.scan.rows += 1;
+                self.scan.valid_len = end;
+                visit(number, key)?;
+            }
+            Err(error) => {
+                if self.malformed.is_none() {
+                    self.malformed = Some((number, error));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The scan, once the lines end at byte `offset`.
+    fn finish(mut self, offset: u64) -> Scan {
+        self.scan.torn_bytes = offset - self.scan.valid_len;
+        self.scan
+    }
 }
 
 /// Validates one line as JSON and reports what its key column holds.
@@ -861,7 +948,62 @@ mod tests {
                 _ => panic!("chunk sizes disagree: {first:?} vs {other:?}"),
             }
         }
+        // `scan_keys` itself (read ahead, fast scan, full parse where it does not answer)
+        // finds the same as the full parse of every line.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scan.jsonl");
+        std::fs::write(&path, input).unwrap();
+        let mut seen_lines = Vec::new();
+        let prescanned = block_on(scan_keys(&path, "key", |n, key| {
+            seen_lines.push((n, seen(key)));
+            Ok(())
+        }))
+        .map(|scan| (scan, seen_lines));
+        match (&first, &prescanned) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => {
+                assert_eq!((a.kind(), a.line()), (b.kind(), b.line()));
+            }
+            _ => panic!("scan_keys disagrees: {first:?} vs {prescanned:?}"),
+        }
         first
+    }
+
+    proptest! {
+        #[test]
+        fn scan_keys_agrees_with_the_full_parse(
+            lines in proptest::collection::vec(
+                prop::sample::select(vec![
+                    &b"{\"key\": \"a\", \"v\": [1, {\"x\": null}]}"[..],
+                    b"{\"v\":\"s\",\"key\":10.0}",
+                    b"{\"key\":\"caf\\u00e9\"}",
+                    b"{\"key\":1e400}",
+                    b"{\"key\":[1]}",
+                    b"{\"key\":{\"a\":1}}",
+                    b"{\"key\":1,\"key\":2}",
+                    b"{\"other\":1}",
+                    b"[1,2]",
+                    b"\"text\"",
+                    b"{\"key\":NaN}",
+                    b"{\"key\":\"a\",",
+                    b"{\"key\":\"a\"} x",
+                    b"  \t",
+                    b"",
+                    b"\0\0\0",
+                    b"{\"key\":\"\xff\"}",
+                    b"{\"ke\\u0079\":3}",
+                ]),
+                0..12,
+            ),
+            terminated in any::<bool>(),
+        ) {
+            let mut input = lines.join(&b"\n"[..]);
+            if terminated && !lines.is_empty() {
+                input.push(b'\n');
+            }
+            // `scan_bytes` checks that `scan_keys` and the full parse agree.
+            let _ = scan_bytes(&input);
+        }
     }
 
     fn scan_ok(input: &[u8]) -> (Scan, Vec<(u64, Seen)>) {
