@@ -108,6 +108,18 @@
 //! assert_eq!(outputs.last(), Some(&Err(5))); // nothing after the first error
 //! # });
 //! ```
+//!
+//! # Resumable JSONL files
+//!
+//! The [`jsonl`] module persists generated rows so that a run killed at any instant (Ctrl-C,
+//! `kill -9`, a crash) picks up where it stopped: nothing saved is lost, nothing is
+//! duplicated, nothing finished is done again.
+//! [`create_or_resume_jsonl_file`](jsonl::create_or_resume_jsonl_file) and
+//! [`run_bounded_create_or_resume_jsonl_file`](jsonl::run_bounded_create_or_resume_jsonl_file)
+//! make `key_count` rows per key; [`map_by_key_jsonl_file`](jsonl::map_by_key_jsonl_file)
+//! calls a function once per distinct key of a file; [`flatmap_jsonl_file`](jsonl::flatmap_jsonl_file)
+//! maps each row of a file to zero or more rows. Under them are a crash-safe `Sink` of rows,
+//! [`JsonlWriter`](jsonl::JsonlWriter), and a typed reader, [`JsonlReader`](jsonl::JsonlReader).
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
