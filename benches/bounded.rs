@@ -17,16 +17,19 @@
 //! futures-buffered's. `BENCH_QUICK=1` runs fewer repetitions. Without `--bench` (as
 //! `cargo test --all-targets` runs it) it runs a smoke version on 1,000 futures.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::future::{Future, Ready};
+use std::future::Future;
 use std::hint::black_box;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use abstractions::BoundedStreamExt;
+use common::{median, ready, yield_once};
 use futures::executor::block_on;
 use futures::stream::{self, Stream, StreamExt};
 use futures_buffered::BufferedStreamExt;
@@ -98,38 +101,6 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, u64, u64) {
 
 // ---------------------------------------------------------------------------------------------
 // The futures.
-
-/// Wakes its own waker and is pending once, then returns its value: `tokio::task::yield_now`
-/// without a runtime.
-struct YieldOnce {
-    value: u64,
-    yielded: bool,
-}
-
-impl Future for YieldOnce {
-    type Output = u64;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
-        if self.yielded {
-            Poll::Ready(self.value)
-        } else {
-            self.yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
-fn ready(i: u64) -> Ready<u64> {
-    std::future::ready(i)
-}
-
-fn yield_once(i: u64) -> YieldOnce {
-    YieldOnce {
-        value: i,
-        yielded: false,
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The contenders. Each makes `n` futures lazily with `make`, runs them, and sums the outputs.
@@ -346,16 +317,6 @@ fn index(contender: Contender) -> usize {
         .iter()
         .position(|&c| c == contender)
         .expect("every contender is listed")
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
-    }
 }
 
 fn main() {

@@ -8,12 +8,14 @@
 //! ```
 //! (the second runs only this crate, for `/usr/bin/time -v`: memory must not grow with rows).
 
+mod common;
+
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use abstractions::jsonl::{Options, flatmap_jsonl_file};
+use common::{median, run_python};
 use serde_json::{Map, Value, json};
 
 fn make_source(path: &Path, rows: u64) {
@@ -63,32 +65,11 @@ fn naive_run(src: &Path, dst: &Path) -> f64 {
 
 /// The Python library, if `PYTHON` (or python3) has it: seconds.
 fn python_run(src: &Path, dst: &Path, log: &Path) -> Option<f64> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python/flatmap_bench.py");
-    let output = Command::new(python)
-        .arg(script)
-        .arg(src)
-        .arg(dst)
-        .arg(log)
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        eprintln!(
-            "python skipped: {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return None;
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.split_whitespace().nth(3)?.parse().ok()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+    let out = run_python(
+        "flatmap_bench.py",
+        &[src.as_os_str(), dst.as_os_str(), log.as_os_str()],
+    )?;
+    out.split_whitespace().nth(3)?.parse().ok()
 }
 
 fn main() {

@@ -19,17 +19,19 @@
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) the sizes are tiny and Python is not run.
 
+mod common;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use abstractions::jsonl::{
     JsonlWriter, Key, Options, Report, create_or_resume_jsonl_file,
     run_bounded_create_or_resume_jsonl_file,
 };
+use common::{median, run_python};
 use futures::stream::{self, StreamExt};
 use futures::{SinkExt, executor::block_on};
 use serde::Serialize;
@@ -48,11 +50,6 @@ struct Row<K> {
 /// The key of number `i`, as the Python script makes it.
 fn key_name(i: u64) -> String {
     format!("k{i:06}")
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 /// Seconds to write `rows` rows through the Sink.
@@ -178,28 +175,13 @@ fn naive_scan(path: &Path) -> f64 {
 
 /// The Python library's create and resume of the same job: (seconds to write, seconds to resume).
 fn python_run(path: &Path, keys: u64, per_key: usize) -> Option<(f64, f64)> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python/jsonl_bench.py");
-    let output = Command::new(python)
-        .arg(script)
-        .arg(path)
-        .arg(keys.to_string())
-        .arg(per_key.to_string())
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        eprintln!(
-            "python skipped: {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return None;
-    }
+    let (keys, per_key) = (keys.to_string(), per_key.to_string());
+    let out = run_python(
+        "jsonl_bench.py",
+        &[path.as_os_str(), keys.as_ref(), per_key.as_ref()],
+    )?;
     // "write SECONDS resume SECONDS"
-    let text = String::from_utf8_lossy(&output.stdout);
-    let words: Vec<&str> = text.split_whitespace().collect();
+    let words: Vec<&str> = out.split_whitespace().collect();
     Some((words.get(1)?.parse().ok()?, words.get(3)?.parse().ok()?))
 }
 

@@ -22,13 +22,15 @@
 //! MBK_BENCH_ONLY=resumed /usr/bin/time -v $B --bench    # cuts that output in half, resumes
 //! ```
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use abstractions::jsonl::{Options, map_by_key_jsonl_file};
+use common::{median, run_python};
 use serde_json::{Map, Value, json};
 
 const KEEP: [&str; 2] = ["id", "text"];
@@ -156,31 +158,8 @@ fn naive_run(src: &Path, dst: &Path) -> f64 {
 
 /// The Python library, if `PYTHON` (or python3) has it: seconds of a fresh run.
 fn python_run(src: &Path, dst: &Path) -> Option<f64> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python/map_by_key_bench.py");
-    let output = Command::new(python)
-        .arg(script)
-        .arg(src)
-        .arg(dst)
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        eprintln!(
-            "python skipped: {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return None;
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.split_whitespace().nth(3)?.parse().ok()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+    let out = run_python("map_by_key_bench.py", &[src.as_os_str(), dst.as_os_str()])?;
+    out.split_whitespace().nth(3)?.parse().ok()
 }
 
 fn env_u64(name: &str) -> Option<u64> {

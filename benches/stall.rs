@@ -19,6 +19,8 @@
 //! same rounds. `BENCH_QUICK=1` runs fewer rounds. Without `--bench` (as `cargo test
 //! --all-targets` runs it) it runs a smoke version with shorter waits and fewer futures.
 
+mod common;
+
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abstractions::BoundedStreamExt;
+use common::median;
 use futures::future::FutureObj;
 use futures::stream::{self, Stream, StreamExt};
 use futures::task::{Spawn, SpawnError};
@@ -248,16 +251,6 @@ async fn ready_futures(spawn: bool, n: u64, spawner: Spawner) -> Duration {
     }
     assert_eq!(sum, n * (n - 1) / 2);
     start.elapsed()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
-    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -18,47 +18,18 @@
 //! measures one group. Without `--bench` (as `cargo test --all-targets` runs
 //! it) it runs a smoke version on 1,000 futures.
 
-use std::future::{Future, Ready};
+mod common;
+
+use std::future::Future;
 use std::hint::black_box;
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
+use std::pin::pin;
 use std::time::Instant;
 
 use abstractions::BoundedStreamExt;
+use common::{median, ready, yield_once};
 use futures::executor::block_on;
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use futures_buffered::{BufferedStreamExt, BufferedTryStreamExt};
-
-/// Wakes its own waker and is pending once, then returns its value.
-struct YieldOnce {
-    value: u64,
-    yielded: bool,
-}
-
-impl Future for YieldOnce {
-    type Output = u64;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
-        if self.yielded {
-            Poll::Ready(self.value)
-        } else {
-            self.yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
-fn ready(i: u64) -> Ready<u64> {
-    std::future::ready(i)
-}
-
-fn yield_once(i: u64) -> YieldOnce {
-    YieldOnce {
-        value: i,
-        yielded: false,
-    }
-}
 
 fn source<F>(n: u64, make: fn(u64) -> F) -> impl Stream<Item = F> {
     stream::iter(0..black_box(n)).map(make)
@@ -206,16 +177,6 @@ impl Kind {
             "{} got a wrong sum",
             group.contenders()[contender]
         );
-    }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
     }
 }
 
