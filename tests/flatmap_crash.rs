@@ -11,11 +11,10 @@ mod common;
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use abstractions::jsonl::{OnError, Options, flatmap_jsonl_file};
-use common::Runtime;
+use common::crash;
 use serde_json::{Map, Value, json};
 
 const ROWS: i64 = 240;
@@ -40,12 +39,8 @@ fn flatmap_child() {
     };
     let dir = PathBuf::from(dir);
     let fail = std::env::var("ABSTRACTIONS_FLATMAP_FAIL").is_ok();
-    let runtime = match std::env::var("ABSTRACTIONS_CRASH_RUNTIME").as_deref() {
-        Ok("tokio") => Runtime::TokioMultiThread,
-        _ => Runtime::Smol,
-    };
     let calls_path = dir.join("calls.log");
-    runtime.block_on(async move {
+    crash::child_runtime().block_on(async move {
         let f = move |row: Map<String, Value>| {
             let calls_path = calls_path.clone();
             async move {
@@ -78,18 +73,10 @@ fn flatmap_child() {
 }
 
 fn spawn(dir: &Path, run: usize, abort_at: Option<&str>, fail: bool) -> std::process::Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = crash::child_command("flatmap_child", run, abort_at);
     command
-        .args(["flatmap_child", "--exact", "--test-threads", "1"])
         .env("ABSTRACTIONS_FLATMAP_CHILD", dir)
-        .env("ABSTRACTIONS_CRASH_RUNTIME", ["smol", "tokio"][run % 2])
-        .env_remove("ABSTRACTIONS_ABORT_AT")
-        .env_remove("ABSTRACTIONS_FLATMAP_FAIL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(point) = abort_at {
-        command.env("ABSTRACTIONS_ABORT_AT", point);
-    }
+        .env_remove("ABSTRACTIONS_FLATMAP_FAIL");
     if fail {
         command.env("ABSTRACTIONS_FLATMAP_FAIL", "1");
     }
@@ -190,17 +177,10 @@ fn random_sigkills_then_a_full_run() {
             let calls_before = calls(dir.path()).len();
             // Some runs fail on two rows, so that later runs rewrite.
             let mut child = spawn(dir.path(), run, None, run % 4 == 1);
-            // Time the kill from the child's first call of `f`, so that a slow start (a loaded
-            // machine) does not take the window. A child with nothing to do is killed anyway.
-            for _ in 0..200 {
-                if calls(dir.path()).len() > calls_before || child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            std::thread::sleep(Duration::from_micros(fastrand::u64(0..40_000)));
-            child.kill().unwrap();
-            child.wait().unwrap();
+            // Timed from the child's first call of `f`.
+            let called = || calls(dir.path()).len() > calls_before;
+            let delay = Duration::from_micros(fastrand::u64(0..40_000));
+            crash::kill_when_at_work(&mut child, called, delay);
             check_prefix(dir.path());
             let output = std::fs::read_to_string(dir.path().join("dst.jsonl")).unwrap_or_default();
             mid_run += usize::from(calls(dir.path()).len() > calls_before && output != expected());

@@ -10,11 +10,11 @@ mod common;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use abstractions::jsonl::{Key, Options, run_bounded_create_or_resume_jsonl_file};
-use common::Runtime;
+use common::crash;
 use futures::stream::{self, StreamExt};
 use serde_json::{Value, json};
 
@@ -38,12 +38,7 @@ fn crash_child() {
     let Ok(path) = std::env::var("ABSTRACTIONS_CRASH_CHILD") else {
         return;
     };
-    let runtime = match std::env::var("ABSTRACTIONS_CRASH_RUNTIME").as_deref() {
-        Ok("tokio") => Runtime::TokioMultiThread,
-        Ok("tokio-current") => Runtime::TokioCurrentThread,
-        _ => Runtime::Smol,
-    };
-    runtime.block_on(async move {
+    crash::child_runtime().block_on(async move {
         let generate = |missing: Vec<(Key, usize)>| {
             stream::iter(missing)
                 .flat_map(|(key, count)| stream::iter(std::iter::repeat_n(key, count)))
@@ -68,25 +63,10 @@ fn crash_child() {
 
 /// Starts the child on `path`, on runtime number `run % 3`, with a fault point armed or not.
 fn spawn_child(path: &Path, run: usize, abort_at: Option<&str>) -> std::process::Child {
-    let runtime = ["smol", "tokio", "tokio-current"][run % 3];
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "crash_child",
-            "--exact",
-            "--test-threads",
-            "1",
-            "--nocapture",
-        ])
+    crash::child_command("crash_child", run, abort_at)
         .env("ABSTRACTIONS_CRASH_CHILD", path)
-        .env("ABSTRACTIONS_CRASH_RUNTIME", runtime)
-        .env_remove("ABSTRACTIONS_ABORT_AT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(point) = abort_at {
-        command.env("ABSTRACTIONS_ABORT_AT", point);
-    }
-    command.spawn().unwrap()
+        .spawn()
+        .unwrap()
 }
 
 fn run_child(path: &Path, run: usize, abort_at: Option<&str>) -> ExitStatus {
@@ -161,18 +141,10 @@ fn random_sigkills_then_a_full_run() {
             }
             let len_before = std::fs::metadata(&path).map_or(0, |m| m.len());
             let mut child = spawn_child(&path, run, None);
-            // Time the kill from the child's first write, so that a slow start (a loaded
-            // machine) does not take the window. A child that writes nothing is killed anyway.
-            for _ in 0..200 {
-                let len = std::fs::metadata(&path).map_or(0, |m| m.len());
-                if len > len_before || child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            std::thread::sleep(Duration::from_micros(fastrand::u64(0..40_000)));
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
+            // Timed from the child's first write.
+            let written = || std::fs::metadata(&path).map_or(0, |m| m.len()) > len_before;
+            let delay = Duration::from_micros(fastrand::u64(0..40_000));
+            crash::kill_when_at_work(&mut child, written, delay);
             let (counts, tail) = check_invariant(&path);
             let rows: usize = counts.values().sum();
             torn_seen += usize::from(tail > 0);

@@ -12,11 +12,10 @@ mod common;
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use abstractions::jsonl::{OnError, Options, map_by_key_jsonl_file};
-use common::Runtime;
+use common::crash;
 use serde_json::{Map, Value, json};
 
 const ROWS: u64 = 400;
@@ -85,13 +84,8 @@ fn map_by_key_child() {
     };
     let dir = PathBuf::from(dir);
     let fail = std::env::var("ABSTRACTIONS_MBK_FAIL").is_ok();
-    let runtime = match std::env::var("ABSTRACTIONS_CRASH_RUNTIME").as_deref() {
-        Ok("tokio") => Runtime::TokioMultiThread,
-        Ok("tokio-current") => Runtime::TokioCurrentThread,
-        _ => Runtime::Smol,
-    };
     let calls_path = dir.join("calls.log");
-    runtime.block_on(async move {
+    crash::child_runtime().block_on(async move {
         let f = move |row: Map<String, Value>| {
             let calls_path = calls_path.clone();
             async move {
@@ -132,21 +126,10 @@ fn map_by_key_child() {
 }
 
 fn spawn(dir: &Path, run: usize, abort_at: Option<&str>, fail: bool) -> std::process::Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = crash::child_command("map_by_key_child", run, abort_at);
     command
-        .args(["map_by_key_child", "--exact", "--test-threads", "1"])
         .env("ABSTRACTIONS_MBK_CHILD", dir)
-        .env(
-            "ABSTRACTIONS_CRASH_RUNTIME",
-            ["smol", "tokio", "tokio-current"][run % 3],
-        )
-        .env_remove("ABSTRACTIONS_ABORT_AT")
-        .env_remove("ABSTRACTIONS_MBK_FAIL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(point) = abort_at {
-        command.env("ABSTRACTIONS_ABORT_AT", point);
-    }
+        .env_remove("ABSTRACTIONS_MBK_FAIL");
     if fail {
         command.env("ABSTRACTIONS_MBK_FAIL", "1");
     }
@@ -191,16 +174,9 @@ fn run_checked(
     let calls_before = calls(dir).len();
     let mut child = spawn(dir, run, abort_at, fail);
     if let Some(delay) = kill_after {
-        // At work: its first call of `f`, so that a slow start (a loaded machine) does not
-        // take the kill window. A run with nothing to call is killed after a while anyway.
-        for _ in 0..200 {
-            if calls(dir).len() > calls_before || child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        std::thread::sleep(delay);
-        child.kill().unwrap(); // SIGKILL
+        // Timed from its first call of `f`.
+        let called = || calls(dir).len() > calls_before;
+        crash::kill_when_at_work(&mut child, called, delay);
     }
     let success = child.wait().unwrap().success();
     let again: Vec<String> = calls(dir)[calls_before..]

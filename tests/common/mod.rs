@@ -1,6 +1,7 @@
 //! Test support shared by every integration test: one body, every runtime, and a watchdog.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod crash;
 pub mod spawners;
 
 use std::future::Future;
