@@ -197,9 +197,11 @@ thread_local! {
     /// The address of the [`SlotWaker`] of the slot being polled on this thread (0 if none),
     /// with bit 0 set once that waker was woken during the poll: a future that wakes itself
     /// while it is polled (as `yield_now` does outside tokio) is noted in the adapter's own
-    /// list, with no atomic operation at all. Set before a poll and reset to 0 after it, also
-    /// when the poll unwinds. An adapter inside a future of another resets it too: wake-ups
-    /// after that take the bitmap's way, which is always right, only slower.
+    /// list, with no atomic operation at all. Set before a poll and restored to what it was
+    /// after it, also when the poll unwinds: an adapter polled inside a future of another
+    /// (nested adapters) gives the outer slot its value back, wake bit included, so a wake-up
+    /// of the outer future before it polled the inner adapter is not lost. While the inner
+    /// adapter polls, a wake-up of the outer slot takes the bitmap's way: right, only slower.
     static POLLING: Cell<usize> = const { Cell::new(0) };
 }
 
@@ -401,10 +403,12 @@ impl<F: Future, Q: Outputs<F::Output>> Slots<F, Q> {
             None => self.new_slot(),
         };
         self.in_flight += 1;
+        let outer = POLLING.get();
         let guard = FreeOnUnwind {
             slots: &mut *self,
             index,
             listed: true,
+            outer,
         };
         let slot = &mut guard.slots.slots[index];
         let mut pinned = slot.future.as_mut();
@@ -414,7 +418,7 @@ impl<F: Future, Q: Outputs<F::Output>> Slots<F, Q> {
             Some(future) => future.poll(&mut Context::from_waker(&slot.waker)),
             None => Poll::Pending,
         };
-        let woke = POLLING.replace(0) & 1 != 0;
+        let woke = POLLING.replace(outer) & 1 != 0;
         match poll {
             Poll::Ready(output) => {
                 pinned.set(None);
@@ -466,10 +470,12 @@ impl<F: Future, Q: Outputs<F::Output>> Slots<F, Q> {
     /// `futures::stream::FuturesUnordered` does.
     #[inline]
     fn poll(&mut self, index: usize) {
+        let outer = POLLING.get();
         let guard = FreeOnUnwind {
             slots: &mut *self,
             index,
             listed: false,
+            outer,
         };
         let slot = &mut guard.slots.slots[index];
         let Some(future) = slot.future.as_mut().as_pin_mut() else {
@@ -478,7 +484,7 @@ impl<F: Future, Q: Outputs<F::Output>> Slots<F, Q> {
         };
         POLLING.set(slot.id);
         let poll = future.poll(&mut Context::from_waker(&slot.waker));
-        let woke = POLLING.replace(0) & 1 != 0;
+        let woke = POLLING.replace(outer) & 1 != 0;
         match poll {
             Poll::Ready(output) => {
                 slot.future.set(None);
@@ -594,11 +600,13 @@ struct FreeOnUnwind<'a, F: Future, Q: Outputs<F::Output>> {
     index: usize,
     /// The slot is on the free list already.
     listed: bool,
+    /// What [`POLLING`] held before the poll: an outer adapter's slot, or 0.
+    outer: usize,
 }
 
 impl<F: Future, Q: Outputs<F::Output>> Drop for FreeOnUnwind<'_, F, Q> {
     fn drop(&mut self) {
-        POLLING.set(0);
+        POLLING.set(self.outer);
         self.slots.slots[self.index].future.set(None);
         self.slots.in_flight -= 1;
         if !self.listed {

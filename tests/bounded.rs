@@ -666,6 +666,39 @@ fn adapters_inside_futures_of_adapters_with_futures_that_wake_themselves() {
 }
 
 #[test]
+fn a_wake_before_polling_a_nested_adapter_is_not_lost() {
+    // The outer future wakes itself, then polls an inner adapter (as `join!(yield_now(),
+    // inner.next())` does) and returns Pending: the wake-up must still reach the outer adapter.
+    on_all_runtimes(|_| async {
+        let outputs: Vec<u32> = run_bounded(
+            stream::iter(0..3u32).map(|n| async move {
+                let mut inner = run_bounded(
+                    stream::iter(0..1).map(|_| futures::future::pending::<()>()),
+                    1,
+                );
+                let mut first = true;
+                futures::future::poll_fn(move |cx| {
+                    if first {
+                        first = false;
+                        cx.waker().wake_by_ref();
+                        assert!(inner.poll_next_unpin(cx).is_pending());
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(n)
+                })
+                .await
+            }),
+            2,
+        )
+        .collect()
+        .await;
+        let mut outputs = outputs;
+        outputs.sort();
+        assert_eq!(outputs, [0, 1, 2]);
+    });
+}
+
+#[test]
 fn tokio_yield_now_inside_the_adapter() {
     // Under tokio, `yield_now` wakes its waker only after the task's poll returns (from the
     // runtime, not during the poll); elsewhere it wakes it at once. Both must get through.
