@@ -125,7 +125,7 @@ struct Shared {
     /// looks at before it sleeps: no waker traffic for a future that wakes itself.
     asleep: AtomicBool,
     limit: AtomicUsize,
-    /// Published by the adapter at the end of every `poll_next`.
+    /// Published by the adapter at the end of every `poll_next`, and 0 once it is dropped.
     in_flight: AtomicUsize,
 }
 
@@ -344,6 +344,14 @@ struct Slots<F: Future, Q> {
     /// The word (`group * 64 + word`) where the next look at the bitmap starts.
     cursor: usize,
     shared: Arc<Shared>,
+}
+
+impl<F: Future, Q> Drop for Slots<F, Q> {
+    /// The futures are dropped with the slots: [`LimitHandle`]s that outlive the adapter (a
+    /// variant drops it when it ends early) see nothing in flight.
+    fn drop(&mut self) {
+        self.shared.in_flight.store(0, Ordering::Relaxed);
+    }
 }
 
 impl<F: Future, Q: Outputs<F::Output>> Slots<F, Q> {

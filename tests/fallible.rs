@@ -90,8 +90,10 @@ fn by_default_the_error_comes_at_once_and_the_rest_is_dropped() {
     on_all_runtimes(|_| async {
         let (tasks, mut setup) = jobs();
         let mut outputs: TryBoundedUnordered<_> = try_run_bounded(tasks, 4);
+        let handle = outputs.handle();
         start(&mut outputs).await;
         assert_eq!(setup.pulled.load(Ordering::SeqCst), 4);
+        assert_eq!(handle.in_flight(), 4);
         setup.fail.send(()).unwrap();
         assert_eq!(outputs.next().await, Some(Err("job 0 failed".to_string())));
         // Jobs 1 to 3 were dropped without finishing, right away.
@@ -102,6 +104,8 @@ fn by_default_the_error_comes_at_once_and_the_rest_is_dropped() {
         dropped.sort();
         assert_eq!(dropped, [0, 1, 2, 3]);
         assert_eq!(outputs.in_flight(), 0);
+        // The handle agrees: the futures it counted are gone.
+        assert_eq!(handle.in_flight(), 0);
         assert_eq!(outputs.next().await, None);
         // Nothing was pulled after the error, not even into job 0's freed slot.
         assert_eq!(setup.pulled.load(Ordering::SeqCst), 4);
