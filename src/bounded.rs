@@ -41,7 +41,7 @@ use pin_project_lite::pin_project;
 
 /// How many polls (of the source or of futures) one call of `poll_next` may make before it
 /// yields to its executor. The same figure as tokio's cooperative budget.
-const BUDGET: usize = 128;
+pub(crate) const BUDGET: usize = 128;
 
 /// Slots per group: one summary bit per word, 64 words of 64 bits.
 const GROUP_SLOTS: usize = 64 * 64;

@@ -18,8 +18,9 @@ use crate::bounded::{Bounded, Fifo, Outputs};
 /// [`run_bounded`](crate::run_bounded) for fallible work, as `futures::TryStreamExt::try_buffer_unordered`. The
 /// first `Err` stops the pulls at once: the error trips the source the moment its future
 /// returns it, before its slot could be refilled, so nothing is pulled after it. Then, by
-/// default, the error is yielded at once, the futures still in flight are dropped (cancelled)
-/// with any `Ok` outputs finished but not yet returned, and the stream ends. With
+/// default, the error comes as soon as the outputs that finished before it have come (outputs
+/// come in the order they finished), the futures still in flight are dropped (cancelled) with
+/// any `Ok` output that finished after it, and the stream ends. With
 /// [`finish_in_flight_on_error`](TryBoundedUnordered::finish_in_flight_on_error), the futures
 /// in flight finish instead, their `Ok` outputs are yielded, then the first error last, and the
 /// stream ends; errors of those futures after the first are dropped.

@@ -10,11 +10,7 @@ use futures::stream::Stream;
 use pin_project_lite::pin_project;
 
 use crate::LimitHandle;
-use crate::bounded::{Bounded, Fifo};
-
-/// How many rounds (an output taken, a body started or finished) one `poll` may make before it
-/// yields to its executor.
-const BUDGET: usize = 128;
+use crate::bounded::{BUDGET, Bounded, Fifo};
 
 /// Runs the futures of `tasks` with at most `limit` in flight, and `body` on each output as
 /// they finish, one body at a time; the futures in flight keep running while a body awaits.
