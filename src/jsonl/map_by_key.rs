@@ -860,6 +860,10 @@ where
                             kept.extend(ranges.iter().cloned().map(Some));
                             Ok((None, raw))
                         }
+                        // The fast scan on the thread pool declined it: parse it in full.
+                        None if line.text.is_some() => columns
+                            .parse_full(text, &mut kept)
+                            .map(|(key, raw)| (Some(key), raw)),
                         None => columns.parse(text, &mut kept),
                     };
                     let (key, raw_key) = match parsed {
@@ -989,6 +993,15 @@ fn parse_key<'a>(
     if let Some(raw) = scan_source_row(text, key_column, &[], no_columns) {
         return Ok((text, raw, None));
     }
+    parse_key_full(text, key_column, no_columns)
+}
+
+/// [`parse_key`] for a line the fast scan declined already: the full parse.
+fn parse_key_full<'a>(
+    text: &'a str,
+    key_column: &str,
+    no_columns: &mut Vec<Option<Range<usize>>>,
+) -> Result<(&'a str, &'a str, Option<RowKey<'a>>), Malformed> {
     let row = parse_source_row(text, key_column, &[], no_columns).map_err(malformed_json)?;
     Ok((text, row.raw_key, Some(row.key)))
 }
@@ -1061,7 +1074,8 @@ async fn walk_output(
         let number = line.number;
         let parsed = match (line.text, line.scanned) {
             (Some(text), Some((raw, _))) => Ok((text, raw, None)),
-            _ => parse_key(line.bytes, &columns.key, &mut no_columns),
+            (Some(text), None) => parse_key_full(text, &columns.key, &mut no_columns),
+            (None, _) => parse_key(line.bytes, &columns.key, &mut no_columns),
         };
         let (text, raw, key) = match parsed {
             Ok(parsed) => parsed,
@@ -1108,7 +1122,12 @@ async fn walk_output(
             let bad_src = |malformed| Bad::Json(malformed).at(&paths.src, src_number);
             let (src_text, src_raw, src_key) = match (src_line.text, src_line.scanned) {
                 (Some(text), Some((raw, _))) => (text, raw, None),
-                _ => parse_key(src_line.bytes, &columns.key, &mut no_columns).map_err(bad_src)?,
+                (Some(text), None) => {
+                    parse_key_full(text, &columns.key, &mut no_columns).map_err(bad_src)?
+                }
+                (None, _) => {
+                    parse_key(src_line.bytes, &columns.key, &mut no_columns).map_err(bad_src)?
+                }
             };
             // The same text is the same key; else the key rule decides.
             if src_raw == raw {
