@@ -98,37 +98,40 @@ fn count_and_fingerprint_blocking(path: &Path, chunk: usize) -> io::Result<(u64,
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> io::Result<u64> {
-            let mut rows = 0;
-            // Whether the current line has a byte that is not JSON whitespace: it is a row.
-            let mut in_row = false;
-            let has_row = |bytes: &[u8]| bytes.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r'));
-            loop {
-                let mut buf = empty_rx.try_recv().unwrap_or_default();
-                buf.resize(chunk, 0);
-                let n = loop {
-                    match file.read(&mut buf) {
-                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                        result => break result?,
+        // A thread the OS refuses is an error of the run, not a panic.
+        let reader =
+            std::thread::Builder::new().spawn_scoped(scope, move || -> io::Result<u64> {
+                let mut rows = 0;
+                // Whether the current line has a byte that is not JSON whitespace: it is a row.
+                let mut in_row = false;
+                let has_row =
+                    |bytes: &[u8]| bytes.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+                loop {
+                    let mut buf = empty_rx.try_recv().unwrap_or_default();
+                    buf.resize(chunk, 0);
+                    let n = loop {
+                        match file.read(&mut buf) {
+                            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                            result => break result?,
+                        }
+                    };
+                    if n == 0 {
+                        break;
                     }
-                };
-                if n == 0 {
-                    break;
+                    buf.truncate(n);
+                    let mut start = 0;
+                    for end in memchr::memchr_iter(b'\n', &buf) {
+                        rows += u64::from(in_row || has_row(&buf[start..end]));
+                        in_row = false;
+                        start = end + 1;
+                    }
+                    in_row = in_row || has_row(&buf[start..]);
+                    if full_tx.send(buf).is_err() {
+                        break;
+                    }
                 }
-                buf.truncate(n);
-                let mut start = 0;
-                for end in memchr::memchr_iter(b'\n', &buf) {
-                    rows += u64::from(in_row || has_row(&buf[start..end]));
-                    in_row = false;
-                    start = end + 1;
-                }
-                in_row = in_row || has_row(&buf[start..]);
-                if full_tx.send(buf).is_err() {
-                    break;
-                }
-            }
-            Ok(rows + u64::from(in_row))
-        });
+                Ok(rows + u64::from(in_row))
+            })?;
         let mut hasher = Hasher::default();
         for buf in full_rx {
             hasher.write(&buf);
