@@ -100,7 +100,7 @@ impl<'de> Visitor<'de> for SourceSeed<'_, 'de> {
                     row.key = match KeySeed.deserialize(&mut deserializer) {
                         Ok(Some(key)) => RowKey::Key(key),
                         Ok(None) => RowKey::NotScalar,
-                        Err(error) => return Err(de::Error::custom(error)),
+                        Err(error) => return Err(de::Error::custom(without_position(&error))),
                     };
                 }
                 Column::Keep(i) => {
@@ -478,6 +478,18 @@ impl Scanner<'_> {
             }
             _ => None,
         }
+    }
+}
+
+/// The message of an error of a nested parse, without its position. `serde_json` reads a
+/// position at the end of a custom message as the error's own; without one, the error takes
+/// the position in the row where the nested value ends.
+fn without_position(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    match message.strip_suffix(&suffix) {
+        Some(message) => message.to_owned(),
+        None => message,
     }
 }
 
