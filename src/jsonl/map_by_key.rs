@@ -191,6 +191,7 @@ impl Columns {
         raw_key: &str,
         kept: impl Fn(usize) -> &'s str,
         result: &Rendered,
+        tail: &[u8],
     ) {
         out.push(b'{');
         out.extend_from_slice(self.key_json.as_bytes());
@@ -206,7 +207,7 @@ impl Columns {
             };
             out.extend_from_slice(value.as_bytes());
         }
-        out.extend_from_slice(result.tail.as_bytes());
+        out.extend_from_slice(tail);
         out.push(b'}');
     }
 
@@ -362,7 +363,8 @@ fn push_column(tail: &mut String, name: &str, value: &str) {
 struct Rendered {
     /// Per kept column, `f`'s value for it, if `f` has that column; empty if it has none.
     overrides: Vec<Option<Box<str>>>,
-    /// `f`'s other columns, each as `,"name":value`.
+    /// `f`'s other columns, each as `,"name":value`; empty once the key's spelling entry
+    /// holds them (see [`Keys::release_tail`]).
     tail: String,
     /// How many side-file records must be saved before the key's rows are written, so that a
     /// saved row always has its result saved.
@@ -405,11 +407,38 @@ impl Keys {
     /// Records `raw` as the spelling of key `k`, if it has none.
     fn spell(&mut self, k: usize, raw: &str) {
         self.spellings.spell(k, raw, &self.states[k]);
+        self.release_tail(k);
     }
 
+    /// Sets the state of key `k`; a key is done at most once.
     fn set_state(&mut self, k: usize, state: State) {
+        debug_assert!(
+            !matches!(self.states[k], State::Done(_)),
+            "a key is done at most once"
+        );
         self.states[k] = state;
         self.spellings.refresh(k, &self.states[k]);
+        self.release_tail(k);
+    }
+
+    /// Once the entry of key `k` holds the tail of its result, the result keeps none: a
+    /// result is held once, not twice. An entry made ready stays so (a key is done once),
+    /// so [`Keys::tail`] always finds it there.
+    fn release_tail(&mut self, k: usize) {
+        if let State::Done(result) = &mut self.states[k]
+            && !result.tail.is_empty()
+            && self.spellings.ready_tail(k).is_some()
+        {
+            result.tail = String::new();
+        }
+    }
+
+    /// The tail of `result`, the result of key `k`: in its spelling's entry, or its own.
+    fn tail<'a>(&'a self, k: usize, result: &'a Rendered) -> &'a [u8] {
+        match self.spellings.ready_tail(k) {
+            Some(tail) => tail,
+            None => result.tail.as_bytes(),
+        }
     }
 
     fn insert(&mut self, key: Key, state: State, first_line: u64) -> usize {
@@ -501,6 +530,19 @@ impl Spellings {
             ),
             tail: &self.entries[tail..tail + tail_len],
         })
+    }
+
+    /// The tail of key `k`'s entry, if it has one and it is ready.
+    fn ready_tail(&self, k: usize) -> Option<&[u8]> {
+        let &slot = self.slot_of.get(k).filter(|&&slot| slot != u32::MAX)?;
+        let entry = self.slots[slot as usize] as usize - 1;
+        if self.entries[entry + 12] == 0 {
+            return None;
+        }
+        let spelling_len = self.u32_at(entry + 4);
+        let tail_len = self.u32_at(entry + 8);
+        let tail = entry + HEADER + spelling_len;
+        Some(&self.entries[tail..tail + tail_len])
     }
 
     /// Appends an entry for key `k`, spelled `raw`, in `state`; its offset, if it fits.
@@ -815,8 +857,9 @@ where
                             ready!(Sink::<()>::poll_flush(Pin::new(&mut side), cx))?;
                         }
                         ready!(Sink::<()>::poll_ready(Pin::new(&mut writer), cx))?;
+                        let tail = keys.tail(head.key, result);
                         writer.feed_with(|out| {
-                            columns.render(out, head.part(0), |i| head.part(i + 1), result)
+                            columns.render(out, head.part(0), |i| head.part(i + 1), result, tail)
                         });
                     }
                 }
@@ -921,7 +964,10 @@ where
                     let kept_text = |i: usize| &text[kept[i].clone().expect("checked by parse")];
                     match &keys.states[k] {
                         State::Done(result) if now && result.record <= side.rows_written() => {
-                            writer.feed_with(|out| columns.render(out, raw_key, kept_text, result));
+                            let tail = keys.tail(k, result);
+                            writer.feed_with(|out| {
+                                columns.render(out, raw_key, kept_text, result, tail)
+                            });
                         }
                         _ => {
                             let values = (0..kept.len()).map(kept_text);
