@@ -183,14 +183,15 @@ impl Columns {
         }
     }
 
-    /// Renders an output row: the key, the kept columns (or `f`'s values for them), then the
-    /// rest of `f`'s columns. `kept(i)` is the raw text of kept column `i` in the source row.
+    /// Renders an output row: the key, the kept columns (or `f`'s values for them, from
+    /// `overrides`, as [`Rendered::overrides`]), then the rest of `f`'s columns, `tail` (as
+    /// [`Rendered::tail`]). `kept(i)` is the raw text of kept column `i` in the source row.
     fn render<'s>(
         &self,
         out: &mut Vec<u8>,
         raw_key: &str,
         kept: impl Fn(usize) -> &'s str,
-        result: &Rendered,
+        overrides: &[Option<Box<str>>],
         tail: &[u8],
     ) {
         out.push(b'{');
@@ -201,34 +202,11 @@ impl Columns {
             out.push(b',');
             out.extend_from_slice(name.as_bytes());
             out.push(b':');
-            let value = match result.overrides.get(i) {
+            let value = match overrides.get(i) {
                 Some(Some(value)) => value,
                 _ => kept(i),
             };
             out.extend_from_slice(value.as_bytes());
-        }
-        out.extend_from_slice(tail);
-        out.push(b'}');
-    }
-
-    /// Renders an output row of a result without values for kept columns: the key, the kept
-    /// columns, then `tail`, as [`Rendered::tail`].
-    fn render_tail<'s>(
-        &self,
-        out: &mut Vec<u8>,
-        raw_key: &str,
-        kept: impl Fn(usize) -> &'s str,
-        tail: &[u8],
-    ) {
-        out.push(b'{');
-        out.extend_from_slice(self.key_json.as_bytes());
-        out.push(b':');
-        out.extend_from_slice(raw_key.as_bytes());
-        for (i, name) in self.keep_json.iter().enumerate() {
-            out.push(b',');
-            out.extend_from_slice(name.as_bytes());
-            out.push(b':');
-            out.extend_from_slice(kept(i).as_bytes());
         }
         out.extend_from_slice(tail);
         out.push(b'}');
@@ -859,7 +837,13 @@ where
                         ready!(Sink::<()>::poll_ready(Pin::new(&mut writer), cx))?;
                         let tail = keys.tail(head.key, result);
                         writer.feed_with(|out| {
-                            columns.render(out, head.part(0), |i| head.part(i + 1), result, tail)
+                            columns.render(
+                                out,
+                                head.part(0),
+                                |i| head.part(i + 1),
+                                &result.overrides,
+                                tail,
+                            )
                         });
                     }
                 }
@@ -924,7 +908,7 @@ where
                         let kept_text =
                             |i: usize| &text[kept[i].clone().expect("checked by parse")];
                         writer.feed_with(|out| {
-                            columns.render_tail(out, raw_key, kept_text, hit.tail);
+                            columns.render(out, raw_key, kept_text, &[], hit.tail);
                         });
                         break 'row Ok(());
                     }
@@ -966,7 +950,7 @@ where
                         State::Done(result) if now && result.record <= side.rows_written() => {
                             let tail = keys.tail(k, result);
                             writer.feed_with(|out| {
-                                columns.render(out, raw_key, kept_text, result, tail)
+                                columns.render(out, raw_key, kept_text, &result.overrides, tail)
                             });
                         }
                         _ => {
