@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use abstractions::{BoundedStreamExt, for_each_bounded};
-use common::on_all_runtimes;
+use common::{Concurrency, on_all_runtimes};
 use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 
@@ -70,26 +70,22 @@ fn every_output_goes_through_one_body_at_a_time_within_the_limit() {
 #[test]
 fn a_lowered_limit_holds_while_bodies_run() {
     on_all_runtimes(|_| async {
-        let running = Arc::new(AtomicUsize::new(0));
-        let max = Arc::new(AtomicUsize::new(0));
+        let concurrency = Concurrency::default();
         let tasks = stream::iter(0..10u32).map({
-            let (running, max) = (Arc::clone(&running), Arc::clone(&max));
+            let concurrency = concurrency.clone();
             move |n| {
-                let (running, max) = (Arc::clone(&running), Arc::clone(&max));
-                async move {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    max.fetch_max(now, Ordering::SeqCst);
-                    common::sleep(Duration::from_millis(1)).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
+                let sleep = common::sleep(Duration::from_millis(1));
+                concurrency.clone().track(async move {
+                    sleep.await;
                     n
-                }
+                })
             }
         });
         let run = tasks.for_each_bounded(6, |_| common::sleep(Duration::from_millis(1)));
         run.handle().set_limit(1);
         assert_eq!(run.limit(), 1);
         run.await;
-        assert_eq!(max.load(Ordering::SeqCst), 1);
+        assert_eq!(concurrency.peak(), 1);
     });
 }
 

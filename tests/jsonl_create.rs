@@ -16,7 +16,7 @@ use abstractions::jsonl::{
     ErrorKind, Key, OnError, Options, Progress, create_or_resume_jsonl_file,
     run_bounded_create_or_resume_jsonl_file,
 };
-use common::on_all_runtimes;
+use common::{Concurrency, on_all_runtimes};
 use futures::stream::{self, Stream, StreamExt};
 use futures::{Future, FutureExt};
 use serde_json::{Value, json};
@@ -544,22 +544,17 @@ fn a_second_writer_fails_at_once_with_locked() {
 fn run_bounded_form_keeps_at_most_limit_tasks_running() {
     on_all_runtimes(|_| async {
         let (_dir, path) = temp_file("out.jsonl");
-        let running = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
+        let concurrency = Concurrency::default();
         let generate = {
-            let (running, peak) = (running.clone(), peak.clone());
+            let concurrency = concurrency.clone();
             move |missing: Vec<(Key, usize)>| {
                 stream::iter(missing)
                     .flat_map(|(key, count)| stream::iter(std::iter::repeat_n(key, count)))
                     .map(move |key| {
-                        let (running, peak) = (running.clone(), peak.clone());
-                        async move {
-                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                            peak.fetch_max(now, Ordering::SeqCst);
+                        concurrency.clone().track(async move {
                             common::sleep(Duration::from_millis(1 + fastrand::u64(0..3))).await;
-                            running.fetch_sub(1, Ordering::SeqCst);
                             Ok::<_, io::Error>(row(&key))
-                        }
+                        })
                     })
             }
         };
@@ -576,7 +571,7 @@ fn run_bounded_form_keeps_at_most_limit_tasks_running() {
         .await
         .unwrap();
         assert_eq!(report.rows_written, 150);
-        let peak = peak.load(Ordering::SeqCst);
+        let peak = concurrency.peak();
         assert!((2..=8).contains(&peak), "peak {peak}");
         let counts = count_keys(&path);
         assert_eq!(counts.len(), 50);

@@ -6,13 +6,12 @@ mod common;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use abstractions::StopHandle;
 use abstractions::jsonl::{ErrorKind, OnError, Options, Progress, map_by_key_jsonl_file};
-use common::on_all_runtimes;
+use common::{Concurrency, on_all_runtimes};
 use futures::FutureExt;
 use serde_json::{Map, Value, json};
 
@@ -137,20 +136,15 @@ fn f_is_called_once_per_key_with_at_most_num_concurrent_at_once() {
         let keys: Vec<Value> = (0..300).map(|i| json!(i % 37)).collect();
         write_source(&src, &keys);
         let calls = Calls::default();
-        let running = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
+        let concurrency = Concurrency::default();
         let f = {
-            let (calls, running, peak) = (calls.clone(), running.clone(), peak.clone());
+            let (calls, concurrency) = (calls.clone(), concurrency.clone());
             move |row: Row| {
                 calls.record(&row["key"]);
-                let (running, peak) = (running.clone(), peak.clone());
-                async move {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, Ordering::SeqCst);
+                concurrency.clone().track(async move {
                     common::sleep(Duration::from_millis(fastrand::u64(0..3))).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
                     Ok::<_, io::Error>(json!({ "double": row["key"].as_i64().unwrap() * 2 }))
-                }
+                })
             }
         };
         let report = map_by_key_jsonl_file(&src, &dst, f, "key", 5, &["other"], Options::new())
@@ -158,7 +152,7 @@ fn f_is_called_once_per_key_with_at_most_num_concurrent_at_once() {
             .unwrap();
         assert_eq!(report.calls, 37);
         assert!((0..37).all(|k| calls.of(&k.to_string()) == 1));
-        let peak = peak.load(Ordering::SeqCst);
+        let peak = concurrency.peak();
         assert!((2..=5).contains(&peak), "peak {peak}");
         // One row per source row, in source order.
         let text = std::fs::read_to_string(&dst).unwrap();

@@ -10,8 +10,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use abstractions::{BoundedStreamExt, run_bounded_ordered};
-use common::on_all_runtimes;
 use common::spawners::with_spawner;
+use common::{Concurrency, on_all_runtimes};
 use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 
@@ -115,19 +115,15 @@ fn a_panic_is_resumed_in_its_place_and_the_stream_goes_on() {
 #[test]
 fn a_lowered_limit_is_followed() {
     on_all_runtimes(|_| async {
-        let running = Arc::new(AtomicUsize::new(0));
-        let max = Arc::new(AtomicUsize::new(0));
+        let concurrency = Concurrency::default();
         let tasks = stream::iter(0..10u32).map({
-            let (running, max) = (Arc::clone(&running), Arc::clone(&max));
+            let concurrency = concurrency.clone();
             move |n| {
-                let (running, max) = (Arc::clone(&running), Arc::clone(&max));
-                async move {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    max.fetch_max(now, Ordering::SeqCst);
-                    common::sleep(Duration::from_millis(1)).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
+                let sleep = common::sleep(Duration::from_millis(1));
+                concurrency.clone().track(async move {
+                    sleep.await;
                     n
-                }
+                })
             }
         });
         let outputs = run_bounded_ordered(tasks, 8);
@@ -136,7 +132,7 @@ fn a_lowered_limit_is_followed() {
             outputs.collect::<Vec<_>>().await,
             (0..10).collect::<Vec<_>>()
         );
-        assert!(max.load(Ordering::SeqCst) <= 2);
+        assert!(concurrency.peak() <= 2);
     });
 }
 

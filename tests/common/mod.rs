@@ -99,3 +99,28 @@ where
 pub async fn sleep(duration: Duration) {
     smol::Timer::after(duration).await;
 }
+
+/// Counts the futures it runs that are running at once, and the most there ever were: the
+/// in-flight bound of a test, seen from the futures' side.
+#[derive(Clone, Default)]
+pub struct Concurrency {
+    running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Concurrency {
+    /// Runs `future`, counted as running until it finishes.
+    pub async fn track<F: Future>(self, future: F) -> F::Output {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        let output = future.await;
+        self.running.fetch_sub(1, SeqCst);
+        output
+    }
+
+    /// The most futures that ran at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
